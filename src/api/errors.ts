@@ -1,0 +1,38 @@
+import { STATUS_CODES } from 'node:http';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ErrorResponse } from './schemas/error.js';
+
+export function errorBody(statusCode: number, message: string): ErrorResponse {
+  return { statusCode, error: STATUS_CODES[statusCode] ?? 'Error', message };
+}
+
+/**
+ * Map any error to the uniform body. Client errors keep their message (Fastify's validation
+ * messages name the field, e.g. "querystring/limit must be >= 1"); server errors are logged and
+ * answered generically so internals and stacks never reach the client.
+ */
+export function sendError(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const status =
+    error.validation !== undefined
+      ? 400
+      : typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode <= 599
+        ? error.statusCode
+        : 500;
+  if (status >= 500) {
+    request.log.error({ err: error }, 'request failed');
+    void reply
+      .code(status)
+      .send(errorBody(status, STATUS_CODES[status] ?? 'Internal Server Error'));
+    return;
+  }
+  void reply.code(status).send(errorBody(status, error.message));
+}
+
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler(sendError);
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .code(404)
+      .send(errorBody(404, `no route ${request.method} ${request.url.split('?')[0]}`));
+  });
+}

@@ -1,0 +1,93 @@
+// The only place keyport declares Windows functions (kernel32, ws2_32). SOCKET and HANDLE are
+// intptr_t (plain numbers, INVALID = -1); pointers are `void *` taking BigInt addresses of
+// pinned memory, so no call marshals a JS object on the hot path.
+import koffi from 'koffi';
+
+const kernel32 = koffi.load('kernel32.dll');
+const ws2 = koffi.load('ws2_32.dll');
+
+export const CreateIoCompletionPort = kernel32.func(
+  'intptr_t __stdcall CreateIoCompletionPort(intptr_t file, intptr_t port, uintptr_t key, uint32_t threads)',
+);
+export const GetQueuedCompletionStatusEx = kernel32.func(
+  'int __stdcall GetQueuedCompletionStatusEx(intptr_t port, void *entries, uint32_t count, void *removed, uint32_t ms, int alertable)',
+);
+export const PostQueuedCompletionStatus = kernel32.func(
+  'int __stdcall PostQueuedCompletionStatus(intptr_t port, uint32_t bytes, uintptr_t key, void *overlapped)',
+);
+export const CloseHandle = kernel32.func('int __stdcall CloseHandle(intptr_t h)');
+export const GetLastError = kernel32.func('uint32_t __stdcall GetLastError()');
+export const CancelIoEx = kernel32.func('int __stdcall CancelIoEx(intptr_t h, void *overlapped)');
+export const SetFileCompletionNotificationModes = kernel32.func(
+  'int __stdcall SetFileCompletionNotificationModes(intptr_t h, uint8_t flags)',
+);
+
+export const WSAStartup = ws2.func('int __stdcall WSAStartup(uint16_t version, void *data)');
+export const WSAGetLastError = ws2.func('int __stdcall WSAGetLastError()');
+export const WSASocketW = ws2.func(
+  'intptr_t __stdcall WSASocketW(int af, int type, int protocol, void *info, uint32_t group, uint32_t flags)',
+);
+export const bind = ws2.func('int __stdcall bind(intptr_t s, void *addr, int len)');
+export const listen = ws2.func('int __stdcall listen(intptr_t s, int backlog)');
+export const closesocket = ws2.func('int __stdcall closesocket(intptr_t s)');
+export const shutdown = ws2.func('int __stdcall shutdown(intptr_t s, int how)');
+export const setsockopt = ws2.func(
+  'int __stdcall setsockopt(intptr_t s, int level, int name, void *value, int len)',
+);
+export const getsockname = ws2.func('int __stdcall getsockname(intptr_t s, void *addr, void *len)');
+export const getpeername = ws2.func('int __stdcall getpeername(intptr_t s, void *addr, void *len)');
+export const WSARecv = ws2.func(
+  'int __stdcall WSARecv(intptr_t s, void *bufs, uint32_t count, void *bytes, void *flags, void *overlapped, void *routine)',
+);
+export const WSASend = ws2.func(
+  'int __stdcall WSASend(intptr_t s, void *bufs, uint32_t count, void *bytes, uint32_t flags, void *overlapped, void *routine)',
+);
+export const WSAIoctl = ws2.func(
+  'int __stdcall WSAIoctl(intptr_t s, uint32_t code, void *inBuf, uint32_t inLen, void *outBuf, uint32_t outLen, void *returned, void *overlapped, void *routine)',
+);
+
+// Extension functions, fetched at run time through WSAIoctl(SIO_GET_EXTENSION_FUNCTION_POINTER).
+export const AcceptExProto = koffi.proto(
+  'int __stdcall AcceptExFn(intptr_t listen, intptr_t accept, void *buf, uint32_t recvLen, uint32_t localLen, uint32_t remoteLen, void *bytes, void *overlapped)',
+);
+export const ConnectExProto = koffi.proto(
+  'int __stdcall ConnectExFn(intptr_t s, void *name, int nameLen, void *sendBuf, uint32_t sendLen, void *bytes, void *overlapped)',
+);
+export const DisconnectExProto = koffi.proto(
+  'int __stdcall DisconnectExFn(intptr_t s, void *overlapped, uint32_t flags, uint32_t reserved)',
+);
+
+export { koffi };
+
+export const INVALID_SOCKET = -1;
+export const INVALID_HANDLE_VALUE = -1;
+export const SOCKET_ERROR = -1;
+export const INFINITE = 0xffffffff;
+
+export const AF_INET = 2;
+export const AF_INET6 = 23;
+export const SOCK_STREAM = 1;
+export const IPPROTO_TCP = 6;
+export const WSA_FLAG_OVERLAPPED = 0x01;
+export const WSA_FLAG_NO_HANDLE_INHERIT = 0x80;
+
+export const SOL_SOCKET = 0xffff;
+export const SO_REUSEADDR = 0x0004;
+export const SO_EXCLUSIVEADDRUSE = ~SO_REUSEADDR;
+export const SO_LINGER = 0x0080;
+export const SO_UPDATE_ACCEPT_CONTEXT = 0x700b;
+export const SO_UPDATE_CONNECT_CONTEXT = 0x7010;
+export const IPPROTO_IPV6 = 41;
+export const IPV6_V6ONLY = 27;
+export const TCP_NODELAY = 0x0001;
+
+export const SD_SEND = 1;
+export const SD_BOTH = 2;
+
+export const SIO_GET_EXTENSION_FUNCTION_POINTER = 0xc8000006;
+export const FILE_SKIP_COMPLETION_PORT_ON_SUCCESS = 0x1;
+export const FILE_SKIP_SET_EVENT_ON_HANDLE = 0x2;
+
+export const WSA_IO_PENDING = 997;
+export const ERROR_IO_PENDING = 997;
+export const ERROR_NOT_FOUND = 1168;

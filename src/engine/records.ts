@@ -1,0 +1,147 @@
+// The op table: one extended record per in-flight operation, carved from pinned slabs. A record
+// starts with the backend's header (the OVERLAPPED on Windows) followed by keyport's own fields,
+// so the address a completion carries identifies the op, and reading the record tells which.
+// A record goes back to the pool only after its completion was dequeued (DESIGN §1.4).
+import { OP_KIND_CODE, type OpKind, type RecordMemory } from './backend.js';
+import type { PinnedAllocator, PinnedBlock } from './pinned.js';
+
+/** keyport's fields, right after the backend header. */
+export const FIELD_OP_ID = 0; // u32: slot number
+export const FIELD_GENERATION = 4; // u32: bumped on each reuse, catches stale completions
+export const FIELD_KIND = 8; // u32: OP_KIND_CODE
+export const FIELD_KEY_INDEX = 12; // u32: key slot of the socket the op runs on
+export const ENGINE_FIELDS_SIZE = 16;
+
+const RECORDS_PER_SLAB = 256;
+
+export class OpRecord implements RecordMemory {
+  generation = 0;
+  kind: OpKind = 'recv';
+  inFlight = false;
+  /** performance.now() when the op was issued. */
+  issuedAt = 0;
+  /** Wall-clock ms when issued, for the API. */
+  issuedAtWall = 0;
+  key = 0n;
+  /** Who started the op; the engine's object (listener or connection side). */
+  owner: unknown = null;
+  /** Data buffer lent to the op, returned with the record. */
+  buffer: PinnedBlock | null = null;
+  length = 0;
+  /** For accepts: the pre-created socket. */
+  acceptSock = -1;
+  readonly addrNum: number;
+
+  constructor(
+    readonly slot: number,
+    readonly addr: bigint,
+    readonly view: DataView,
+    private readonly fieldsAt: number,
+  ) {
+    this.addrNum = Number(addr);
+  }
+
+  /** Stamps keyport's fields into the pinned record. */
+  stamp(keyIndex: number): void {
+    const v = this.view;
+    v.setUint32(this.fieldsAt + FIELD_OP_ID, this.slot, true);
+    v.setUint32(this.fieldsAt + FIELD_GENERATION, this.generation, true);
+    v.setUint32(this.fieldsAt + FIELD_KIND, OP_KIND_CODE[this.kind], true);
+    v.setUint32(this.fieldsAt + FIELD_KEY_INDEX, keyIndex, true);
+  }
+
+  /** The op id as stored in native memory (what a completion's record address leads to). */
+  storedOpId(): number {
+    return this.view.getUint32(this.fieldsAt + FIELD_OP_ID, true);
+  }
+
+  storedGeneration(): number {
+    return this.view.getUint32(this.fieldsAt + FIELD_GENERATION, true);
+  }
+
+  get addressHex(): string {
+    return `0x${this.addr.toString(16).padStart(16, '0')}`;
+  }
+}
+
+export class OpPool {
+  private readonly slabs: PinnedBlock[] = [];
+  private readonly all: OpRecord[] = [];
+  private readonly free: OpRecord[] = [];
+  private readonly byAddr = new Map<number, OpRecord>();
+  readonly recordSize: number;
+  private inFlightCount = 0;
+
+  constructor(
+    private readonly alloc: PinnedAllocator,
+    private readonly headerSize: number,
+  ) {
+    // 16-byte aligned records keep every OVERLAPPED naturally aligned.
+    this.recordSize = Math.ceil((headerSize + ENGINE_FIELDS_SIZE) / 16) * 16;
+  }
+
+  private grow(): void {
+    const slab = this.alloc.allocPinned(this.recordSize * RECORDS_PER_SLAB);
+    this.slabs.push(slab);
+    const base = this.all.length;
+    for (let i = 0; i < RECORDS_PER_SLAB; i++) {
+      const off = i * this.recordSize;
+      const view = new DataView(slab.bytes.buffer, slab.bytes.byteOffset + off, this.recordSize);
+      const rec = new OpRecord(base + i, slab.addr + BigInt(off), view, this.headerSize);
+      this.all.push(rec);
+      this.byAddr.set(rec.addrNum, rec);
+    }
+    // Lowest slots first, so a quiet engine reuses the same few records.
+    for (let i = RECORDS_PER_SLAB - 1; i >= 0; i--) this.free.push(this.all[base + i] as OpRecord);
+  }
+
+  /** Takes a record for a new op; the caller marks it in flight when the kernel has it. */
+  acquire(kind: OpKind, key: bigint, keyIndex: number, owner: unknown): OpRecord {
+    if (this.free.length === 0) this.grow();
+    const rec = this.free.pop() as OpRecord;
+    rec.generation = (rec.generation + 1) >>> 0;
+    rec.kind = kind;
+    rec.key = key;
+    rec.owner = owner;
+    rec.inFlight = true;
+    rec.issuedAt = performance.now();
+    rec.issuedAtWall = Date.now();
+    rec.stamp(keyIndex);
+    this.inFlightCount++;
+    return rec;
+  }
+
+  /** Returns a record whose completion has been dequeued (or which never reached the kernel). */
+  release(rec: OpRecord): void {
+    if (!rec.inFlight) throw new Error(`op record ${rec.slot} released twice`);
+    rec.inFlight = false;
+    rec.owner = null;
+    rec.buffer = null;
+    rec.acceptSock = -1;
+    this.inFlightCount--;
+    this.free.push(rec);
+  }
+
+  byAddress(addr: number): OpRecord | undefined {
+    return this.byAddr.get(addr);
+  }
+
+  *inFlight(): IterableIterator<OpRecord> {
+    for (const rec of this.all) if (rec.inFlight) yield rec;
+  }
+
+  get inFlightTotal(): number {
+    return this.inFlightCount;
+  }
+
+  get capacity(): number {
+    return this.all.length;
+  }
+
+  /** Frees the slabs; only legal when nothing is in flight. */
+  destroy(): void {
+    if (this.inFlightCount > 0) throw new Error(`${this.inFlightCount} ops still in flight`);
+    for (const slab of this.slabs) this.alloc.freePinned(slab);
+    this.slabs.length = 0;
+  }
+}

@@ -1,0 +1,73 @@
+// `keyport` as the user runs it. On Windows the engine runs in this very process. On Linux the
+// iocp backend runs the same built code with the Windows Node under Wine (provisioned on first
+// use); its output, which must go to a file, is followed onto this terminal.
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CliError, parseCli, USAGE } from '../main/cli.js';
+import { VERSION } from '../version.js';
+import { FileFollower } from './follow.js';
+import { cacheDir, PACKAGE_ROOT } from './paths.js';
+import { ProvisionError } from './provision.js';
+import { runWindowsNode } from './wine.js';
+
+function fail(message: string, code = 2): never {
+  process.stderr.write(`keyport: ${message}\n`);
+  process.exit(code);
+}
+
+export async function launch(argv: string[]): Promise<void> {
+  let opts: ReturnType<typeof parseCli>;
+  try {
+    opts = parseCli(argv);
+  } catch (err) {
+    if (err instanceof CliError) fail(err.message);
+    throw err;
+  }
+  if (opts.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (opts.version) {
+    process.stdout.write(`keyport ${VERSION}\n`);
+    return;
+  }
+
+  const backend = opts.backend ?? 'auto';
+  if (process.platform === 'win32') {
+    const { run } = await import('../main/index.js');
+    await run(argv);
+    return;
+  }
+  if (backend === 'uring') {
+    fail(
+      '--backend uring: the io_uring backend is not part of this build yet; use --backend iocp (Windows code path under Wine)',
+    );
+  }
+  runUnderWine(argv);
+}
+
+function runUnderWine(argv: string[]): void {
+  const logFile =
+    process.env.KEYPORT_LOG_FILE ?? join(cacheDir(), 'logs', `keyport-${process.pid}.log`);
+  let child: ReturnType<typeof runWindowsNode>;
+  try {
+    child = runWindowsNode(join(PACKAGE_ROOT, 'dist', 'main', 'index.js'), argv, { logFile });
+  } catch (err) {
+    if (err instanceof ProvisionError) fail(err.message, 1);
+    throw err;
+  }
+  const follower = new FileFollower(logFile, process.stdout);
+  let signals = 0;
+  const forward = (): void => {
+    // Wine turns SIGINT into a console Ctrl+C, which node.exe handles as a graceful shutdown
+    // (a SIGTERM would end it on the spot). A second signal kills it.
+    child.kill(++signals > 1 ? 'SIGKILL' : 'SIGINT');
+  };
+  process.on('SIGINT', forward);
+  process.on('SIGTERM', forward);
+  child.on('exit', (code, signal) => {
+    follower.close();
+    if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
+    process.exit(code ?? (signal ? 128 + 15 : 1));
+  });
+}

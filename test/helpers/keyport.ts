@@ -1,0 +1,82 @@
+// Starts keyport exactly as a user does (node bin/keyport.js …, i.e. through the launcher, which
+// on Linux runs the Windows code path under Wine) and talks to it over real HTTP.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+
+export const ROOT = resolve(import.meta.dirname, '..', '..');
+const OUT_DIR = join(ROOT, 'test-output');
+
+export interface Keyport {
+  readonly api: string;
+  readonly proc: ChildProcess;
+  readonly output: () => string;
+  get(path: string): Promise<{ status: number; body: unknown }>;
+  /** SIGTERM, then the exit code (or signal). */
+  stop(): Promise<number | string>;
+}
+
+let seq = 0;
+
+export async function startKeyport(args: string[], timeoutMs = 90_000): Promise<Keyport> {
+  mkdirSync(OUT_DIR, { recursive: true });
+  const logFile = join(OUT_DIR, `keyport-${process.pid}-${++seq}.log`);
+  const proc = spawn(
+    process.execPath,
+    [join(ROOT, 'bin', 'keyport.js'), '--api', '127.0.0.1:0', ...args],
+    {
+      cwd: ROOT,
+      env: { ...process.env, KEYPORT_LOG_FILE: logFile },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let out = '';
+  proc.stdout?.on('data', (d) => (out += d));
+  proc.stderr?.on('data', (d) => (out += d));
+  const exited = new Promise<number | string>((res) =>
+    proc.on('exit', (code, sig) => res(code ?? sig ?? -1)),
+  );
+
+  const api = await new Promise<string>((res, rej) => {
+    const timer = setTimeout(
+      () => rej(new Error(`keyport did not start in ${timeoutMs} ms:\n${out}`)),
+      timeoutMs,
+    );
+    const check = (): void => {
+      const m = out.match(/"api":"([^"]+)"/);
+      if (m?.[1]) {
+        clearTimeout(timer);
+        res(`http://${m[1]}`);
+      }
+    };
+    proc.stdout?.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`keyport exited (${code}) before its API was up:\n${out}`));
+    });
+  });
+
+  return {
+    api,
+    proc,
+    output: () => out,
+    async get(path) {
+      const r = await fetch(api + path);
+      const text = await r.text();
+      let body: unknown = text;
+      try {
+        body = JSON.parse(text);
+      } catch {}
+      return { status: r.status, body };
+    },
+    async stop() {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+/** Reads a file node.exe wrote (it cannot write to pipes under Wine). */
+export function readOutput(path: string): string {
+  return readFileSync(path, 'utf8');
+}

@@ -1,0 +1,43 @@
+// The README's run command, as a user types it: keyport with its built-in default answers
+// /healthz; bad flags are refused before anything starts, naming the flag.
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import t from 'tap';
+import { ROOT, startKeyport } from './helpers/keyport.js';
+
+const bin = join(ROOT, 'bin', 'keyport.js');
+
+t.test('unknown flags and malformed addresses are refused, naming the flag', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--bogus'], /--bogus/],
+    [['--api', '127.0.0.1'], /--api/],
+    [['--listener', '127.0.0.1:7007=blah'], /--listener/],
+    [['--listener', '::1:7007=echo'], /bracket/],
+    [['--backend', 'epoll'], /--backend/],
+    [['--api', '127.0.0.1:70000'], /70000/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+    t.equal(r.status, 2, `${args.join(' ')} exits 2`);
+    t.match(r.stderr, pattern, `${args.join(' ')}: ${r.stderr.trim()}`);
+  }
+});
+
+t.test('--help and --version answer without starting anything', async (t) => {
+  const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--listener ADDR=echo/);
+  const version = spawnSync(process.execPath, [bin, '--version'], { encoding: 'utf8' });
+  t.match(version.stdout, /^keyport \d+\.\d+\.\d+/);
+});
+
+t.test('keyport starts on the Windows code path and answers /healthz', async (t) => {
+  const k = await startKeyport([]);
+  t.teardown(() => k.stop());
+  const r = await k.get('/healthz');
+  t.equal(r.status, 200);
+  t.match(r.body, { status: 'ok', version: /^\d+\.\d+\.\d+$/ });
+  t.match(k.output(), /"backend":"iocp"/, 'the iocp backend is what runs');
+  const code = await k.stop();
+  t.equal(code, 0, 'SIGTERM ends it cleanly');
+});
