@@ -1,9 +1,10 @@
 import fastifySwagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import { VERSION } from '../version.js';
 import type { EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
+import { engineViewRoutes } from './routes/engine-views.js';
 import { healthzRoutes } from './routes/healthz.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { ErrorResponse } from './schemas/error.js';
@@ -18,6 +19,8 @@ export interface BuildApiOptions {
 export function buildApi(opts: BuildApiOptions) {
   const app = Fastify({
     logger: opts.logger ?? false,
+    // keyport logs listeners and connections; a line per HTTP request would drown them.
+    logController: new LogController({ disableRequestLogging: true }),
     // Router-level failures (undecodable URL, over-long param) bypass the error handler.
     frameworkErrors: (error, request, reply) => sendError(error, request, reply),
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -43,6 +46,7 @@ export function buildApi(opts: BuildApiOptions) {
   });
 
   app.register(healthzRoutes, { control: opts.control });
+  app.register(engineViewRoutes, { control: opts.control });
   app.register(openapiRoutes);
   return app;
 }

@@ -1,9 +1,19 @@
 /**
- * What the HTTP API needs from an engine. The engine implements this; the API never reaches
- * past it (and never calls FFI), so an engine may later live in a worker thread behind a proxy.
- * Grows as resources are added (connections, keys, ops, listeners, commands).
+ * What the HTTP API needs from an engine: the engine's EngineControl, reached only through
+ * these members (snapshots and, later, commands). The API never reaches past it and never calls
+ * FFI, so an engine may later live in a worker thread behind a proxy with the same shape.
  */
-export interface EngineControlLike {
-  /** When the engine started, in ms since the epoch (Date.now()). Used for /healthz uptime. */
-  readonly startedAt: number;
-}
+import type { EngineControl } from '../engine/control.js';
+
+export type EngineControlLike = Pick<
+  EngineControl,
+  | 'startedAt'
+  | 'backendName'
+  | 'listeners'
+  | 'listener'
+  | 'connections'
+  | 'connection'
+  | 'keys'
+  | 'ops'
+  | 'readiness'
+>;

@@ -2,14 +2,23 @@
 // io_uring). Everything above this interface is free of FFI.
 import type { PinnedAllocator } from './pinned.js';
 
-export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'disconnect';
-export const OP_KINDS: readonly OpKind[] = ['accept', 'connect', 'recv', 'send', 'disconnect'];
+/** `nop`: a packet the engine posts to itself (the heartbeat that proves the loop turns). */
+export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'disconnect' | 'nop';
+export const OP_KINDS: readonly OpKind[] = [
+  'accept',
+  'connect',
+  'recv',
+  'send',
+  'disconnect',
+  'nop',
+];
 export const OP_KIND_CODE: Record<OpKind, number> = {
   accept: 1,
   connect: 2,
   recv: 3,
   send: 4,
   disconnect: 5,
+  nop: 6,
 };
 
 /** A socket handle as the backend knows it (SOCKET on Windows, fd on Linux). */

@@ -3,6 +3,7 @@
 // so the address a completion carries identifies the op, and reading the record tells which.
 // A record goes back to the pool only after its completion was dequeued (DESIGN §1.4).
 import { OP_KIND_CODE, type OpKind, type RecordMemory } from './backend.js';
+import type { KeyEntry } from './keys.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** keyport's fields, right after the backend header. */
@@ -23,6 +24,11 @@ export class OpRecord implements RecordMemory {
   /** Wall-clock ms when issued, for the API. */
   issuedAtWall = 0;
   key = 0n;
+  /** The key-table entry of the socket the op runs on. */
+  keyEntry: KeyEntry | null = null;
+  /** Result of an op that finished inline, until the engine completes it from its queue. */
+  inlineCode = 0;
+  inlineBytes = 0;
   /** Who started the op; the engine's object (listener or connection side). */
   owner: unknown = null;
   /** Data buffer lent to the op, returned with the record. */
@@ -31,6 +37,8 @@ export class OpRecord implements RecordMemory {
   /** For accepts: the pre-created socket. */
   acceptSock = -1;
   readonly addrNum: number;
+  /** The record (OVERLAPPED) address as a hex pointer. */
+  readonly addressHex: string;
 
   constructor(
     readonly slot: number,
@@ -39,6 +47,7 @@ export class OpRecord implements RecordMemory {
     private readonly fieldsAt: number,
   ) {
     this.addrNum = Number(addr);
+    this.addressHex = `0x${addr.toString(16).padStart(16, '0')}`;
   }
 
   /** Stamps keyport's fields into the pinned record. */
@@ -57,10 +66,6 @@ export class OpRecord implements RecordMemory {
 
   storedGeneration(): number {
     return this.view.getUint32(this.fieldsAt + FIELD_GENERATION, true);
-  }
-
-  get addressHex(): string {
-    return `0x${this.addr.toString(16).padStart(16, '0')}`;
   }
 }
 
@@ -96,17 +101,18 @@ export class OpPool {
   }
 
   /** Takes a record for a new op; the caller marks it in flight when the kernel has it. */
-  acquire(kind: OpKind, key: bigint, keyIndex: number, owner: unknown): OpRecord {
+  acquire(kind: OpKind, keyEntry: KeyEntry, owner: unknown): OpRecord {
     if (this.free.length === 0) this.grow();
     const rec = this.free.pop() as OpRecord;
     rec.generation = (rec.generation + 1) >>> 0;
     rec.kind = kind;
-    rec.key = key;
+    rec.key = keyEntry.key;
+    rec.keyEntry = keyEntry;
     rec.owner = owner;
     rec.inFlight = true;
     rec.issuedAt = performance.now();
     rec.issuedAtWall = Date.now();
-    rec.stamp(keyIndex);
+    rec.stamp(keyEntry.index);
     this.inFlightCount++;
     return rec;
   }
@@ -116,6 +122,7 @@ export class OpPool {
     if (!rec.inFlight) throw new Error(`op record ${rec.slot} released twice`);
     rec.inFlight = false;
     rec.owner = null;
+    rec.keyEntry = null;
     rec.buffer = null;
     rec.acceptSock = -1;
     this.inFlightCount--;

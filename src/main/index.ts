@@ -2,9 +2,28 @@
 // on Linux): parse options, start the engine and the control plane, stop cleanly on signals.
 import { pathToFileURL } from 'node:url';
 import { buildApi } from '../api/app.js';
+import type { Backend } from '../engine/backend.js';
+import { EngineControl } from '../engine/control.js';
+import { Engine, type LogFn } from '../engine/engine.js';
+import type { ListenerConfig } from '../engine/options.js';
 import { formatAddress } from './address.js';
-import { CliError, parseCli } from './cli.js';
+import { CliError, type ListenerSpec, parseCli } from './cli.js';
 import { resolveCli } from './defaults.js';
+
+function listenerConfig(spec: ListenerSpec): ListenerConfig {
+  const base = { host: spec.address.host, port: spec.address.port };
+  return spec.mode === 'echo'
+    ? { ...base, mode: 'echo' }
+    : { ...base, mode: 'forward', target: { host: spec.target.host, port: spec.target.port } };
+}
+
+async function createBackend(choice: string): Promise<Backend> {
+  if (choice === 'uring' || (choice === 'auto' && process.platform !== 'win32')) {
+    throw new Error('the io_uring backend is not part of this build yet; use --backend iocp');
+  }
+  const { IocpBackend } = await import('../engine/iocp/backend.js');
+  return new IocpBackend();
+}
 
 export async function run(argv: string[]): Promise<void> {
   let opts: ReturnType<typeof resolveCli>;
@@ -18,12 +37,24 @@ export async function run(argv: string[]): Promise<void> {
     throw err;
   }
 
-  const { IocpBackend } = await import('../engine/iocp/backend.js');
-  const backend = new IocpBackend();
-  backend.start({ completion: () => {}, batch: () => {} });
+  const backend = await createBackend(opts.backend);
+  let log: LogFn = (_level, obj, msg) => process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
+  const engine = new Engine(backend, {}, (level, obj, msg) => log(level, obj, msg));
+  const control = new EngineControl(engine);
+  const api = buildApi({ control, logger: { level: process.env.KEYPORT_LOG_LEVEL ?? 'info' } });
+  log = (level, obj, msg) => api.log[level](obj, msg);
+  engine.start();
 
-  const startedAt = Date.now();
-  const api = buildApi({ control: { startedAt }, logger: { level: 'info' } });
+  for (const spec of opts.listeners) {
+    try {
+      await engine.addListener(listenerConfig(spec));
+    } catch (err) {
+      api.log.error((err as Error).message);
+      await engine.shutdown(0);
+      process.exit(1);
+    }
+  }
+
   await api.listen({ host: opts.api.host, port: opts.api.port });
   const bound = api.server.address();
   const apiAddress =
@@ -43,11 +74,13 @@ export async function run(argv: string[]): Promise<void> {
     stopping = true;
     api.log.info(`${signal}: shutting down`);
     await api.close();
-    await backend.stop();
-    process.exit(0);
+    const drained = await engine.shutdown(5000);
+    api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
+    process.exit(drained ? 0 : 3);
   };
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGBREAK', () => void stop('SIGBREAK'));
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

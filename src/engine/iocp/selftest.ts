@@ -2,6 +2,7 @@
 // Run with the Windows Node: creates a completion port, posts a completion with key 100 and an
 // extended OVERLAPPED record from the op pool (OVERLAPPED at offset 0, keyport's op id after it),
 // dequeues it with GetQueuedCompletionStatusEx, and prints what was posted and what came back.
+import { KeyTable } from '../keys.js';
 import { OpPool } from '../records.js';
 import { IocpBackend } from './backend.js';
 
@@ -11,9 +12,12 @@ const BYTES = 4242;
 async function main(): Promise<void> {
   const backend = new IocpBackend();
   const pool = new OpPool(backend, backend.recordHeaderSize);
+  const keys = new KeyTable();
+  const entry = keys.assign(-1, { kind: 'listener', id: 'selftest' });
+  entry.key = KEY; // a hand-chosen key, as in the classic question
   // Take a few records first so the posted one is not simply the pool's first slot.
-  const warm = [pool.acquire('recv', 1n, 1, null), pool.acquire('send', 2n, 2, null)];
-  const rec = pool.acquire('recv', KEY, 7, null);
+  const warm = [pool.acquire('recv', entry, null), pool.acquire('send', entry, null)];
+  const rec = pool.acquire('recv', entry, null);
   for (const r of warm) pool.release(r);
 
   const got = await new Promise<{ key: bigint; addr: number; bytes: number; batch: number }>(

@@ -1,0 +1,137 @@
+// Response schemas of the engine views; they mirror the snapshot types in src/engine/control.ts.
+import { Type } from '@sinclair/typebox';
+
+const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
+
+export const KeyOwner = Type.Object(
+  {
+    kind: Type.Union([
+      Type.Literal('listener'),
+      Type.Literal('connection'),
+      Type.Literal('engine'),
+    ]),
+    id: Type.String(),
+    side: Type.Optional(Type.Union([Type.Literal('client'), Type.Literal('upstream')])),
+  },
+  { $id: 'KeyOwner', description: 'Who a completion key belongs to' },
+);
+
+export const ListenerView = Type.Object(
+  {
+    id: Type.String({ examples: ['l1'] }),
+    mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
+    address: Type.String({ description: 'Bound address', examples: ['127.0.0.1:7007'] }),
+    target: Type.Union([Type.String(), Type.Null()], {
+      description: 'Forward target as configured',
+    }),
+    state: Type.String({ examples: ['listening'] }),
+    key: Type.Union([Type.String(), Type.Null()], {
+      description: "The listener socket's completion key; every AcceptEx completes with it",
+    }),
+    acceptDepth: Type.Integer(),
+    acceptsPending: Type.Integer({ description: 'AcceptEx operations posted now' }),
+    connections: Type.Integer(),
+    maxConnections: Type.Integer(),
+    idleTimeoutMs: Type.Integer(),
+    connectTimeoutMs: Type.Integer(),
+    acceptedTotal: Type.Integer(),
+    createdAt: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Listener' },
+);
+
+export const ConnectionView = Type.Object(
+  {
+    id: Type.String({ examples: ['c1'] }),
+    listener: Type.String(),
+    mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
+    state: Type.String({ description: 'connecting | open | closing | closed' }),
+    key: Type.String({ description: "The client socket's completion key (hex ULONG_PTR)" }),
+    upstreamKey: Nullable(Type.String()),
+    local: Nullable(Type.String()),
+    remote: Nullable(Type.String()),
+    upstream: Nullable(Type.String()),
+    bytesIn: Type.Integer({ description: 'Bytes received from the client' }),
+    bytesOut: Type.Integer({ description: 'Bytes sent to the client' }),
+    upstreamBytesIn: Type.Union([Type.Integer(), Type.Null()]),
+    upstreamBytesOut: Type.Union([Type.Integer(), Type.Null()]),
+    opsInFlight: Type.Integer(),
+    ageMs: Type.Integer(),
+    idleMs: Type.Integer(),
+    createdAt: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'Connection' },
+);
+
+export const TraceEntryView = Type.Object(
+  {
+    at: Type.Number({ description: 'ms since the epoch when the completion was handled' }),
+    key: Type.String(),
+    record: Type.String({ description: 'Address of the extended OVERLAPPED record' }),
+    op: Type.String(),
+    side: Type.Union([Type.Literal('client'), Type.Literal('upstream')]),
+    bytes: Type.Integer(),
+    status: Type.String({ description: 'SUCCESS or the named Win32/Winsock (or errno) error' }),
+    inline: Type.Boolean({
+      description: 'Completed without a packet (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)',
+    }),
+    latencyUs: Type.Integer({ description: 'From issue to completion' }),
+  },
+  { $id: 'TraceEntry' },
+);
+
+export const ConnectionDetail = Type.Intersect(
+  [ConnectionView, Type.Object({ trace: Type.Array(TraceEntryView) })],
+  {
+    $id: 'ConnectionDetail',
+  },
+);
+
+export const KeyView = Type.Object(
+  {
+    key: Type.String({
+      description: 'The completion key as a hex ULONG_PTR: generation << 32 | index',
+    }),
+    index: Type.Integer(),
+    generation: Type.Integer(),
+    owner: KeyOwner,
+    socket: Type.Integer({
+      description: 'The SOCKET (or fd) associated under this key; -1 for the engine heartbeat',
+    }),
+    associatedAt: Type.String({ format: 'date-time' }),
+    completions: Type.Integer({ description: 'Completions handled with this key' }),
+    opsInFlight: Type.Integer(),
+  },
+  { $id: 'Key' },
+);
+
+export const OpView = Type.Object(
+  {
+    record: Type.String({
+      description: 'Address of the extended OVERLAPPED record (what the completion carries)',
+    }),
+    op: Type.String({ description: 'accept | connect | recv | send | disconnect | nop' }),
+    key: Type.String(),
+    owner: Type.Union([KeyOwner, Type.Null()]),
+    connection: Nullable(Type.String()),
+    listener: Nullable(Type.String()),
+    issuedAt: Type.String({ format: 'date-time' }),
+    ageMs: Type.Integer(),
+    bufferSize: Type.Union([Type.Integer(), Type.Null()]),
+  },
+  { $id: 'Op' },
+);
+
+export const Readiness = Type.Object(
+  {
+    ready: Type.Boolean(),
+    backend: Type.String(),
+    listeners: Type.Integer(),
+    loopTurning: Type.Boolean({
+      description: 'A heartbeat packet went through the completion port in the last 10 s',
+    }),
+    lastHeartbeatAgeMs: Type.Union([Type.Integer(), Type.Null()]),
+    reasons: Type.Array(Type.String()),
+  },
+  { $id: 'Readiness' },
+);

@@ -1,0 +1,401 @@
+// The backend-neutral engine: owns the key table, the op table and the buffer pool, turns every
+// dequeued (or inline) completion into a call on the op's owner, and keeps listeners and
+// connections. Runs on one JS thread; the API reaches it only through EngineControl.
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import {
+  type Backend,
+  type CompletionSink,
+  type OpKind,
+  PENDING,
+  type StartResult,
+} from './backend.js';
+import { BufferPool } from './buffers.js';
+import type { Connection } from './connection.js';
+import type { EngineCore, OpOwner } from './core.js';
+import { type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
+import { Listener } from './listener.js';
+import {
+  ENGINE_DEFAULTS,
+  type EngineConfig,
+  LISTENER_DEFAULTS,
+  type ListenerConfig,
+} from './options.js';
+import { OpPool, type OpRecord } from './records.js';
+
+/** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
+export interface EngineObserver {
+  completion(
+    op: OpKind,
+    latencySeconds: number,
+    code: number,
+    errorName: string | null,
+    inline: boolean,
+  ): void;
+  batch(size: number): void;
+  accepted(listener: Listener): void;
+  connectionOpened(conn: Connection): void;
+  connectionClosed(conn: Connection): void;
+  upstreamConnectFailed(listener: Listener, errorName: string): void;
+}
+
+export type LogFn = (
+  level: 'info' | 'warn' | 'error',
+  obj: Record<string, unknown>,
+  msg: string,
+) => void;
+
+export class ListenError extends Error {}
+
+type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
+  Pick<ListenerConfig, 'target'>;
+
+const HEARTBEAT_MS = 2000;
+
+export class Engine implements EngineCore, CompletionSink {
+  readonly keys = new KeyTable();
+  readonly ops: OpPool;
+  readonly buffers: BufferPool;
+  readonly traceDepth: number;
+  readonly listeners = new Map<string, Listener>();
+  readonly connections = new Map<string, Connection>();
+  readonly startedAt = Date.now();
+  observer: EngineObserver | null = null;
+
+  readonly stats = {
+    completions: 0,
+    inlineCompletions: 0,
+    batches: 0,
+    lastBatchAt: 0,
+    keyMismatches: 0,
+    strayCompletions: 0,
+    connectionsClosed: 0,
+    heartbeatsSent: 0,
+    heartbeatsSeen: 0,
+    lastHeartbeatSeenAt: 0,
+  };
+  /** "op:ERROR_NAME" → count, every non-zero completion status by name. */
+  readonly errors = new Map<string, number>();
+
+  private readonly inlineQueue: OpRecord[] = [];
+  private inlineHead = 0;
+  private inlineScheduled = false;
+  private readonly inlineBudgetMs: number;
+  private nextListener = 1;
+  private nextConnection = 1;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private heartbeatKey: KeyEntry | null = null;
+  private readonly configs = new Map<Listener, ResolvedListenerConfig>();
+  private stopped = false;
+
+  constructor(
+    readonly backend: Backend,
+    config: EngineConfig = {},
+    private readonly logger: LogFn = () => {},
+  ) {
+    this.ops = new OpPool(backend, backend.recordHeaderSize);
+    this.buffers = new BufferPool(backend, config.bufferSize ?? ENGINE_DEFAULTS.bufferSize);
+    this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
+    this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
+  }
+
+  start(): void {
+    this.backend.start(this);
+    this.heartbeatKey = this.keys.assign(-1, { kind: 'engine', id: 'heartbeat' });
+    this.sweepTimer = setInterval(() => this.sweep(), 250);
+    this.sweepTimer.unref();
+    this.heartbeat();
+  }
+
+  // ---- ops ---------------------------------------------------------------------------------
+
+  startOp(
+    kind: OpKind,
+    key: KeyEntry,
+    owner: OpOwner,
+    start: (rec: OpRecord) => StartResult,
+  ): void {
+    const rec = this.ops.acquire(kind, key, owner);
+    key.pending++;
+    let result: StartResult;
+    try {
+      result = start(rec);
+    } catch (err) {
+      this.logger(
+        'error',
+        { op: kind, key: key.keyHex, err: (err as Error).message },
+        'op failed to start',
+      );
+      result = 87; // ERROR_INVALID_PARAMETER: completes as a failure through the normal path
+    }
+    if (result === PENDING) return;
+    // Finished inline: no packet will come. Complete it ourselves, queued, never recursively.
+    rec.inlineCode = result;
+    rec.inlineBytes = result === 0 ? this.backend.inlineBytes(rec) : 0;
+    this.inlineQueue.push(rec);
+    if (!this.inlineScheduled) {
+      this.inlineScheduled = true;
+      setImmediate(() => this.drainInline());
+    }
+  }
+
+  /** CompletionSink: a dequeued completion. */
+  completion(key: bigint, recordAddr: number, bytes: number): void {
+    const rec = this.ops.byAddress(recordAddr);
+    if (!rec?.inFlight) {
+      this.stats.strayCompletions++;
+      this.logger(
+        'error',
+        { key: key.toString(16), record: recordAddr.toString(16) },
+        'completion for no op in flight',
+      );
+      return;
+    }
+    if (rec.keyEntry === this.heartbeatKey) {
+      this.heartbeatSeen(rec);
+      return;
+    }
+    if (key !== rec.key) this.stats.keyMismatches++;
+    this.finish(rec, this.backend.resultCode(rec), bytes, false);
+  }
+
+  /** CompletionSink: end of a dequeued batch; completes the inline results it caused. */
+  batch(size: number): void {
+    this.stats.batches++;
+    this.stats.lastBatchAt = Date.now();
+    this.observer?.batch(size);
+    this.drainInline();
+  }
+
+  private drainInline(): void {
+    this.inlineScheduled = false;
+    const q = this.inlineQueue;
+    const deadline = performance.now() + this.inlineBudgetMs;
+    let n = 0;
+    while (this.inlineHead < q.length) {
+      const rec = q[this.inlineHead++] as OpRecord;
+      this.stats.inlineCompletions++;
+      this.finish(rec, rec.inlineCode, rec.inlineBytes, true);
+      // Check the clock every 16 completions: a busy socket must not starve the others.
+      if ((++n & 15) === 0 && performance.now() > deadline) break;
+    }
+    if (this.inlineHead >= q.length) {
+      q.length = 0;
+      this.inlineHead = 0;
+    } else if (!this.inlineScheduled) {
+      this.inlineScheduled = true;
+      setImmediate(() => this.drainInline());
+    }
+  }
+
+  private finish(rec: OpRecord, code: number, bytes: number, inline: boolean): void {
+    const key = rec.keyEntry as KeyEntry;
+    key.pending--;
+    key.completions++;
+    this.stats.completions++;
+    const latency = (performance.now() - rec.issuedAt) / 1000;
+    let errorName: string | null = null;
+    if (code !== 0) {
+      errorName = this.backend.errorName(code);
+      this.countError(rec.kind, errorName);
+    }
+    this.observer?.completion(rec.kind, latency, code, errorName, inline);
+    const owner = rec.owner as OpOwner;
+    const ko = key.owner;
+    if (ko?.kind === 'connection') {
+      const conn = this.connections.get(ko.id);
+      conn?.trace.record(
+        key.keyHex,
+        rec.addressHex,
+        rec.kind,
+        ko.side,
+        bytes,
+        errorName ?? 'SUCCESS',
+        inline,
+        Math.round(latency * 1e6),
+      );
+    }
+    try {
+      owner.complete(rec, code, bytes);
+    } finally {
+      this.ops.release(rec); // only now: the completion has been dequeued and handled
+    }
+  }
+
+  countError(op: string, errorName: string): void {
+    const k = `${op}:${errorName}`;
+    this.errors.set(k, (this.errors.get(k) ?? 0) + 1);
+  }
+
+  // ---- heartbeat: proves the dequeue loop turns (GET /readyz) ----------------------------------
+
+  private heartbeat(): void {
+    if (this.stopped || !this.heartbeatKey) return;
+    const rec = this.ops.acquire('nop', this.heartbeatKey, null);
+    this.heartbeatKey.pending++;
+    this.stats.heartbeatsSent++;
+    this.backend.post(this.heartbeatKey.key, rec, 0);
+  }
+
+  private heartbeatSeen(rec: OpRecord): void {
+    (this.heartbeatKey as KeyEntry).pending--;
+    this.ops.release(rec);
+    this.stats.heartbeatsSeen++;
+    this.stats.lastHeartbeatSeenAt = Date.now();
+    setTimeout(() => this.heartbeat(), HEARTBEAT_MS).unref();
+  }
+
+  // ---- keys, listeners, connections -------------------------------------------------------------
+
+  assignKey(sock: number, owner: KeyOwner): KeyEntry {
+    return this.keys.assign(sock, owner);
+  }
+
+  releaseKey(key: KeyEntry): void {
+    this.keys.release(key);
+  }
+
+  nextConnectionId(): string {
+    return `c${this.nextConnection++}`;
+  }
+
+  listenerConfig(listener: Listener): ResolvedListenerConfig {
+    return this.configs.get(listener) as ResolvedListenerConfig;
+  }
+
+  async addListener(config: ListenerConfig): Promise<Listener> {
+    let host = config.host;
+    if (!isIP(host)) {
+      try {
+        host = (await lookup(host)).address;
+      } catch (err) {
+        throw new ListenError(
+          `cannot resolve listener address ${config.host}: ${(err as NodeJS.ErrnoException).code}`,
+        );
+      }
+    }
+    const family = isIP(host) === 6 ? 6 : 4;
+    const resolved: ResolvedListenerConfig = {
+      ...LISTENER_DEFAULTS,
+      ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
+      host,
+    } as ResolvedListenerConfig;
+    if (resolved.mode === 'forward' && !resolved.target)
+      throw new ListenError('a forward listener needs a target');
+    const listener = new Listener(this, `l${this.nextListener++}`, resolved, {
+      host,
+      port: config.port,
+      family,
+    });
+    this.configs.set(listener, resolved);
+    try {
+      listener.open();
+    } catch (err) {
+      this.configs.delete(listener);
+      const where = family === 6 ? `[${host}]:${config.port}` : `${host}:${config.port}`;
+      throw new ListenError(`cannot listen on ${where}: ${(err as Error).message}`);
+    }
+    this.listeners.set(listener.id, listener);
+    this.logger(
+      'info',
+      {
+        listener: listener.id,
+        mode: resolved.mode,
+        address: listener.bound,
+        key: listener.key?.keyHex,
+      },
+      'listener started',
+    );
+    return listener;
+  }
+
+  connectionOpened(conn: Connection): void {
+    this.connections.set(conn.id, conn);
+    this.observer?.accepted(conn.listener);
+    this.observer?.connectionOpened(conn);
+  }
+
+  connectionClosed(conn: Connection): void {
+    this.connections.delete(conn.id);
+    this.stats.connectionsClosed++;
+    conn.listener.connectionGone(conn);
+    this.observer?.connectionClosed(conn);
+    this.logger(
+      'info',
+      {
+        connection: conn.id,
+        listener: conn.listener.id,
+        reason: conn.closeReason,
+        abortive: conn.abortive,
+        bytesIn: conn.client.bytesIn,
+        bytesOut: conn.client.bytesOut,
+      },
+      'connection closed',
+    );
+  }
+
+  listenerClosed(listener: Listener): void {
+    this.listeners.delete(listener.id);
+    this.configs.delete(listener);
+    this.logger('info', { listener: listener.id }, 'listener stopped');
+  }
+
+  upstreamConnectFailed(listener: Listener, errorName: string): void {
+    this.countError('connect', errorName);
+    this.observer?.upstreamConnectFailed(listener, errorName);
+  }
+
+  log(level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
+    this.logger(level, obj, msg);
+  }
+
+  /** Idle and connect timeouts. */
+  private sweep(): void {
+    const now = performance.now();
+    for (const conn of this.connections.values()) {
+      if (conn.state === 'connecting') {
+        if (conn.connectDeadline > 0 && now > conn.connectDeadline) conn.connectTimeout();
+        continue;
+      }
+      const idle = this.listenerConfig(conn.listener)?.idleTimeoutMs ?? 0;
+      if (conn.state === 'open' && idle > 0 && now - conn.lastActivity > idle)
+        conn.close('idle-timeout', false);
+    }
+  }
+
+  // ---- shutdown ----------------------------------------------------------------------------------
+
+  /**
+   * Stops accepting, closes connections gracefully, and after `deadlineMs` aborts what is left;
+   * resolves when every op has completed and the backend has stopped. Returns whether the drain
+   * finished before the deadline.
+   */
+  async shutdown(deadlineMs = 5000): Promise<boolean> {
+    if (this.stopped) return true;
+    this.stopped = true;
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    for (const l of [...this.listeners.values()]) l.close();
+    for (const c of [...this.connections.values()]) c.close('shutdown', false);
+    const drained = await this.waitIdle(deadlineMs);
+    if (!drained) {
+      for (const c of [...this.connections.values()]) c.close('shutdown-abort', true);
+      await this.waitIdle(2000);
+    }
+    await this.backend.stop();
+    return drained;
+  }
+
+  private async waitIdle(ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    const hb = () => this.heartbeatKey?.pending ?? 0;
+    while (
+      this.ops.inFlightTotal - hb() > 0 ||
+      this.connections.size > 0 ||
+      this.listeners.size > 0
+    ) {
+      if (Date.now() > until) return false;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    return true;
+  }
+}

@@ -1,0 +1,73 @@
+// The completion-key table (DESIGN §1.1). A key is a pointer-sized integer fixed when a socket is
+// associated with the port and returned verbatim by every completion on that socket. keyport's
+// keys are (generation << 32 | index), never JS object addresses; a slot is reused only after
+// its socket is closed and nothing that could complete with its key is still in flight.
+
+export type KeyOwner =
+  | { kind: 'listener'; id: string }
+  | { kind: 'connection'; id: string; side: 'client' | 'upstream' }
+  | { kind: 'engine'; id: string };
+
+export class KeyEntry {
+  generation = 0;
+  key = 0n;
+  /** The key as a hex ULONG_PTR, computed once per association. */
+  keyHex = '';
+  sock = -1;
+  owner: KeyOwner | null = null;
+  associatedAt = 0;
+  completions = 0;
+  /** Ops started on this socket whose completion has not been handled yet. */
+  pending = 0;
+  live = false;
+
+  constructor(readonly index: number) {}
+}
+
+export class KeyTable {
+  private readonly slots: KeyEntry[] = [new KeyEntry(0)]; // index 0 is never used: key 0 wakes the loop
+  private readonly free: number[] = [];
+  private liveCount = 0;
+
+  assign(sock: number, owner: KeyOwner): KeyEntry {
+    let entry: KeyEntry;
+    const index = this.free.pop();
+    if (index === undefined) {
+      entry = new KeyEntry(this.slots.length);
+      this.slots.push(entry);
+    } else {
+      entry = this.slots[index] as KeyEntry;
+    }
+    entry.generation = (entry.generation + 1) >>> 0;
+    entry.key = (BigInt(entry.generation) << 32n) | BigInt(entry.index);
+    entry.keyHex = `0x${entry.key.toString(16).padStart(16, '0')}`;
+    entry.sock = sock;
+    entry.owner = owner;
+    entry.associatedAt = Date.now();
+    entry.completions = 0;
+    entry.pending = 0;
+    entry.live = true;
+    this.liveCount++;
+    return entry;
+  }
+
+  /** Frees the slot; only legal once the socket is closed and no op of it is pending. */
+  release(entry: KeyEntry): void {
+    if (!entry.live) throw new Error(`key ${entry.keyHex} released twice`);
+    if (entry.pending !== 0)
+      throw new Error(`key ${entry.keyHex} released with ${entry.pending} ops pending`);
+    entry.live = false;
+    entry.owner = null;
+    entry.sock = -1;
+    this.liveCount--;
+    this.free.push(entry.index);
+  }
+
+  *live(): IterableIterator<KeyEntry> {
+    for (const e of this.slots) if (e.live) yield e;
+  }
+
+  get size(): number {
+    return this.liveCount;
+  }
+}

@@ -1,0 +1,46 @@
+// What a listener and the engine can be told, with the defaults a user gets when silent.
+
+export interface TargetAddress {
+  /** An IP literal or a name resolved at connect time. */
+  host: string;
+  port: number;
+}
+
+export interface ListenerConfig {
+  host: string;
+  port: number;
+  mode: 'echo' | 'forward';
+  target?: TargetAddress;
+  /** AcceptEx operations kept posted. */
+  acceptDepth?: number;
+  /** Connections at once; at the limit no accept is posted, so new clients wait in the backlog. */
+  maxConnections?: number;
+  /** Close a connection after this long without traffic (0 = never). */
+  idleTimeoutMs?: number;
+  /** Give up on an upstream that does not accept within this time. */
+  connectTimeoutMs?: number;
+  backlog?: number;
+}
+
+export const LISTENER_DEFAULTS = {
+  acceptDepth: 32,
+  maxConnections: 10_000,
+  idleTimeoutMs: 300_000,
+  connectTimeoutMs: 10_000,
+  backlog: 511,
+} as const;
+
+export interface EngineConfig {
+  /** Size of each I/O buffer; a relay direction holds at most one (bounded memory). */
+  bufferSize?: number;
+  /** Completions remembered per connection for GET /connections/{id}. */
+  traceDepth?: number;
+  /** Longest stretch spent completing inline results before yielding to the event loop. */
+  inlineBudgetMs?: number;
+}
+
+export const ENGINE_DEFAULTS = {
+  bufferSize: 16 * 1024,
+  traceDepth: 16,
+  inlineBudgetMs: 4,
+} as const;

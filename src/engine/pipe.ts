@@ -1,0 +1,85 @@
+// One direction of a relay: recv from one socket, send the same bytes to another, and only then
+// recv again. A direction holds at most one buffer, so a slow receiver stops reads on the fast
+// side (backpressure) and memory per connection is bounded. Echo is the pipe client → client.
+import type { Connection, Endpoint } from './connection.js';
+import type { EngineCore, OpOwner } from './core.js';
+import type { PinnedBlock } from './pinned.js';
+import type { OpRecord } from './records.js';
+
+export class Pipe implements OpOwner {
+  /** The source reached EOF and the FIN was passed on. */
+  done = false;
+  bytes = 0;
+  private offset = 0;
+  private length = 0;
+
+  constructor(
+    private readonly core: EngineCore,
+    private readonly conn: Connection,
+    readonly from: Endpoint,
+    readonly to: Endpoint,
+  ) {}
+
+  start(): void {
+    this.read();
+  }
+
+  private read(): void {
+    const buf = this.core.buffers.acquire();
+    this.core.startOp('recv', this.from.key, this, (rec) => {
+      rec.buffer = buf;
+      return this.core.backend.recv(this.from.sock, rec, buf.addr, buf.bytes.byteLength);
+    });
+  }
+
+  private write(buf: PinnedBlock): void {
+    const off = this.offset;
+    const len = this.length - off;
+    this.core.startOp('send', this.to.key, this, (rec) => {
+      rec.buffer = buf;
+      return this.core.backend.send(this.to.sock, rec, buf.addr + BigInt(off), len);
+    });
+  }
+
+  complete(rec: OpRecord, code: number, bytes: number): void {
+    const buf = rec.buffer as PinnedBlock;
+    const conn = this.conn;
+    if (code !== 0 || conn.state !== 'open') {
+      this.core.buffers.release(buf);
+      if (code !== 0) conn.failed(rec.kind, rec.kind === 'recv' ? this.from : this.to, code);
+      conn.opSettled();
+      return;
+    }
+    conn.touch();
+    if (rec.kind === 'recv') {
+      if (bytes === 0) {
+        this.core.buffers.release(buf);
+        this.finish();
+        return;
+      }
+      this.from.bytesIn += bytes;
+      this.offset = 0;
+      this.length = bytes;
+      this.write(buf);
+      return;
+    }
+    // send
+    this.to.bytesOut += bytes;
+    this.bytes += bytes;
+    this.offset += bytes;
+    if (this.offset < this.length) {
+      this.write(buf); // a partial send: the rest goes before any new read
+      return;
+    }
+    this.core.buffers.release(buf);
+    this.read();
+  }
+
+  /** EOF from the source: carry the half-close across with shutdown(SD_SEND). */
+  private finish(): void {
+    this.done = true;
+    const code = this.core.backend.shutdownSend(this.to.sock);
+    if (code !== 0) this.core.countError('shutdown', this.core.backend.errorName(code));
+    this.conn.pipeDone();
+  }
+}
