@@ -25,6 +25,20 @@ async function createBackend(choice: string): Promise<Backend> {
   return new IocpBackend();
 }
 
+/** Debug aid (and the GC-pressure test): with node --expose-gc, collect every N ms. */
+function startGcStress(log: { warn(msg: string): void }): void {
+  const ms = Number(process.env.KEYPORT_DEBUG_GC_MS ?? 0);
+  if (!ms) return;
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (!gc) {
+    log.warn(
+      'KEYPORT_DEBUG_GC_MS needs node --expose-gc (KEYPORT_WINDOWS_NODE_OPTIONS under Wine)',
+    );
+    return;
+  }
+  setInterval(gc, ms).unref();
+}
+
 export async function run(argv: string[]): Promise<void> {
   let opts: ReturnType<typeof resolveCli>;
   try {
@@ -44,6 +58,7 @@ export async function run(argv: string[]): Promise<void> {
   const api = buildApi({ control, logger: { level: process.env.KEYPORT_LOG_LEVEL ?? 'info' } });
   log = (level, obj, msg) => api.log[level](obj, msg);
   engine.start();
+  startGcStress(api.log);
 
   for (const spec of opts.listeners) {
     try {

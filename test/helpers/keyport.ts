@@ -18,7 +18,11 @@ export interface Keyport {
 
 let seq = 0;
 
-export async function startKeyport(args: string[], timeoutMs = 90_000): Promise<Keyport> {
+export async function startKeyport(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Keyport> {
+  const timeoutMs = opts.timeoutMs ?? 90_000;
   mkdirSync(OUT_DIR, { recursive: true });
   const logFile = join(OUT_DIR, `keyport-${process.pid}-${++seq}.log`);
   const proc = spawn(
@@ -26,7 +30,7 @@ export async function startKeyport(args: string[], timeoutMs = 90_000): Promise<
     [join(ROOT, 'bin', 'keyport.js'), '--api', '127.0.0.1:0', ...args],
     {
       cwd: ROOT,
-      env: { ...process.env, KEYPORT_LOG_FILE: logFile },
+      env: { ...process.env, ...opts.env, KEYPORT_LOG_FILE: logFile },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

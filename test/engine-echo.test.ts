@@ -1,0 +1,140 @@
+// Echo on real IOCP (node.exe under Wine): byte-exact under concurrency and size, and the
+// completion model exactly as the API shows it.
+import t from 'tap';
+import { startKeyport } from './helpers/keyport.js';
+import { closed, connect, payload, readBytes, sendAndCollect, until } from './helpers/tcp.js';
+
+interface Op {
+  op: string;
+  key: string;
+  record: string;
+  connection: string | null;
+  owner: { kind: string; id: string } | null;
+}
+interface Conn {
+  id: string;
+  key: string;
+  remote: string;
+  state: string;
+}
+interface Key {
+  key: string;
+  owner: { kind: string; id: string; side?: string };
+}
+interface ListenerV {
+  id: string;
+  key: string;
+  address: string;
+  acceptsPending: number;
+  acceptDepth: number;
+}
+
+const k = await startKeyport(['--listener', '127.0.0.1:0=echo']);
+t.teardown(() => k.stop());
+
+const listener = ((await k.get('/listeners')).body as { items: ListenerV[] }).items[0] as ListenerV;
+const port = Number(listener.address.split(':').pop());
+const ops = async (q = '') => ((await k.get(`/ops${q}`)).body as { items: Op[] }).items;
+const conns = async () =>
+  (await k.get('/connections?limit=1000')).body as { items: Conn[]; total: number };
+const keys = async () => ((await k.get('/keys')).body as { items: Key[] }).items;
+
+t.test('pending AcceptEx ops carry the listener key, as many as the accept depth', async (t) => {
+  t.equal(listener.acceptDepth, 32, 'default accept depth');
+  const accepts = await ops('?kind=accept');
+  t.equal(accepts.length, 32);
+  t.ok(
+    accepts.every((o) => o.key === listener.key && o.owner?.kind === 'listener'),
+    'every accept is on the listener key',
+  );
+  t.equal(
+    new Set(accepts.map((o) => o.record)).size,
+    32,
+    'each accept has its own OVERLAPPED record',
+  );
+});
+
+t.test('an idle connection shows exactly one pending recv, under its own key', async (t) => {
+  const a = await connect(port);
+  const b = await connect(port);
+  a.write('x');
+  await readBytes(a, 1);
+  b.write('y');
+  await readBytes(b, 1);
+  const cs = (await until(conns, (c) => c.total === 2)).items;
+  t.equal(cs.length, 2);
+  const [ca, cb] = cs as [Conn, Conn];
+  t.not(ca.key, cb.key, 'each connection has a distinct key');
+  t.not(ca.key, listener.key, 'and not the listener key');
+  for (const c of cs) {
+    const mine = await ops(`?connection=${c.id}`);
+    t.equal(mine.length, 1, `${c.id} has one op in flight`);
+    t.equal(mine[0]?.op, 'recv');
+    t.equal(mine[0]?.key, c.key, 'the pending recv carries the connection key');
+  }
+  const owners = (await keys()).filter((x) => x.owner.kind === 'connection');
+  t.same(
+    owners.map((x) => x.key).sort(),
+    [ca.key, cb.key].sort(),
+    '/keys lists both connection keys',
+  );
+  // The trace shows completions on the connection key with named status.
+  const detail = (await k.get(`/connections/${ca.id}`)).body as {
+    trace: Array<{ key: string; op: string; status: string }>;
+  };
+  t.ok(detail.trace.length >= 2, 'trace has the recv and the send');
+  t.ok(detail.trace.every((e) => e.key === ca.key && e.status === 'SUCCESS'));
+  a.end();
+  b.end();
+  await Promise.all([closed(a), closed(b)]);
+});
+
+t.test('200 concurrent connections echo byte-exact, 1 B to 1 MiB', async (t) => {
+  const sizes = [1, 7, 100, 1460, 4096, 16384, 16385, 65536, 100_000, 1 << 20];
+  const jobs = Array.from({ length: 200 }, (_, i) => payload(sizes[i % sizes.length] as number));
+  const results = await Promise.all(jobs.map((p) => sendAndCollect(port, p)));
+  let exact = 0;
+  results.forEach((r, i) => {
+    if (r.equals(jobs[i] as Buffer)) exact++;
+  });
+  t.equal(exact, 200, 'every echo came back byte-exact');
+});
+
+t.test('after clients leave, only the listener accepts remain', async (t) => {
+  const left = await until(ops, (o) => o.every((x) => x.op === 'accept' || x.op === 'nop'));
+  const conn = left.filter((o) => o.connection !== null);
+  t.equal(conn.length, 0, 'no connection op remains');
+  t.equal(left.filter((o) => o.op === 'accept').length, 32, 'the accept depth is restored');
+  const ks = await keys();
+  t.equal(ks.filter((x) => x.owner.kind === 'connection').length, 0, 'no connection key remains');
+  t.equal((await conns()).total, 0);
+});
+
+t.test('an abortive client close (RST) leaves the engine serving, the error named', async (t) => {
+  const s = await connect(port);
+  s.write('abc');
+  await readBytes(s, 3);
+  s.resetAndDestroy();
+  await until(conns, (c) => c.total === 0);
+  t.equal((await conns()).total, 0, 'the connection is gone');
+  const again = await sendAndCollect(port, Buffer.from('still here'));
+  t.equal(again.toString(), 'still here', 'the engine still serves');
+  t.match(
+    k.output(),
+    /"reason":"client recv failed: ERROR_NETNAME_DELETED"/,
+    'the reset is logged by name',
+  );
+});
+
+t.test('a client gone before its accept is handled does not break the accept chain', async (t) => {
+  for (let i = 0; i < 20; i++) {
+    const s = await connect(port);
+    s.resetAndDestroy();
+  }
+  await until(
+    ops,
+    (o) => o.filter((x) => x.op === 'accept').length === 32 && !o.some((x) => x.connection),
+  );
+  t.equal((await ops('?kind=accept')).length, 32, 'accept depth intact');
+  t.equal((await sendAndCollect(port, Buffer.from('ok'))).toString(), 'ok');
+});
