@@ -2,10 +2,9 @@
 // Provisions the Windows code path on Linux (Wine, the Windows Node, koffi's Windows binary, a
 // Wine prefix of the project's own). Idempotent; a no-op on Windows. Needs `npm run build` first.
 if (process.platform !== 'win32') {
-  const { provisionWine, waitForWineserver } = await import('../dist/launcher/provision.js');
+  const { provisionWine } = await import('../dist/launcher/provision.js');
   try {
     const p = provisionWine();
-    waitForWineserver();
     console.log(`keyport: Windows code path ready (${p.nodeExe})`);
   } catch (err) {
     console.error(`keyport: ${err.message}`);

@@ -1,24 +1,45 @@
 import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import { VERSION } from '../version.js';
+import { type AuthOptions, installAuth } from './auth.js';
 import type { EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
+import { commandRoutes } from './routes/commands.js';
 import { engineViewRoutes } from './routes/engine-views.js';
 import { healthzRoutes } from './routes/healthz.js';
+import { type MetricsSource, metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import {
+  ConnectionDetail,
+  ConnectionView,
+  KeyView,
+  ListenerView,
+  OpView,
+  Readiness,
+} from './schemas/engine.js';
 import { ErrorResponse } from './schemas/error.js';
 
 export interface BuildApiOptions {
   control: EngineControlLike;
   /** Fastify logger option (true, pino options, or false). Default false. */
   logger?: FastifyServerOptions['logger'];
+  /** Bearer token protection; no token = open (the API binds loopback by default). */
+  auth?: AuthOptions;
+  /** Largest request body accepted (bytes). */
+  bodyLimit?: number;
+  /** Served at GET /metrics; without it the route exists (and is documented) but answers 404. */
+  metrics?: MetricsSource;
 }
 
 /** Build the control-plane app. Caller does `await app.listen(...)` or `await app.ready()`. */
 export function buildApi(opts: BuildApiOptions) {
   const app = Fastify({
     logger: opts.logger ?? false,
+    bodyLimit: opts.bodyLimit ?? 16 * 1024,
+    // Unknown fields are an error, not silently dropped (Fastify's default strips them).
+    ajv: { customOptions: { removeAdditional: false } },
     // keyport logs listeners and connections; a line per HTTP request would drown them.
     logController: new LogController({ disableRequestLogging: true }),
     // Router-level failures (undecodable URL, over-long param) bypass the error handler.
@@ -26,7 +47,11 @@ export function buildApi(opts: BuildApiOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandling(app);
+  installAuth(app, opts.auth ?? { token: null, protect: 'commands' });
   app.addSchema(ErrorResponse);
+  // Shared by several route plugins, so registered at the root.
+  for (const s of [ListenerView, ConnectionView, ConnectionDetail, KeyView, OpView, Readiness])
+    app.addSchema(s);
 
   // Must be registered before the routes: it collects them from the onRoute hook.
   app.register(fastifySwagger, {
@@ -36,6 +61,15 @@ export function buildApi(opts: BuildApiOptions) {
         title: 'keyport',
         version: VERSION,
         description: 'Control plane of the keyport TCP echo/relay engine',
+      },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'KEYPORT_TOKEN_FILE / api.tokenFile',
+          },
+        },
       },
     },
     // Name components after their $id instead of def-0, def-1...
@@ -47,7 +81,11 @@ export function buildApi(opts: BuildApiOptions) {
 
   app.register(healthzRoutes, { control: opts.control });
   app.register(engineViewRoutes, { control: opts.control });
+  app.register(metricsRoutes, { metrics: opts.metrics });
+  app.register(commandRoutes, { control: opts.control });
   app.register(openapiRoutes);
+  // A human page for the same spec, its assets served by keyport itself (no external requests).
+  app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
   return app;
 }
 

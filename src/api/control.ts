@@ -1,6 +1,6 @@
 /**
  * What the HTTP API needs from an engine: the engine's EngineControl, reached only through
- * these members (snapshots and, later, commands). The API never reaches past it and never calls
+ * these members (snapshots and commands). The API never reaches past it and never calls
  * FFI, so an engine may later live in a worker thread behind a proxy with the same shape.
  */
 import type { EngineControl } from '../engine/control.js';
@@ -16,4 +16,8 @@ export type EngineControlLike = Pick<
   | 'keys'
   | 'ops'
   | 'readiness'
+  | 'createListener'
+  | 'closeListener'
+  | 'closeConnection'
+  | 'cancelOp'
 >;

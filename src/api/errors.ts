@@ -25,7 +25,23 @@ export function sendError(error: FastifyError, request: FastifyRequest, reply: F
       .send(errorBody(status, STATUS_CODES[status] ?? 'Internal Server Error'));
     return;
   }
-  void reply.code(status).send(errorBody(status, error.message));
+  let message = validationMessage(error) ?? error.message;
+  if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+    message = `content-type ${request.headers['content-type'] ?? '(none)'} is not accepted: send application/json`;
+  }
+  void reply.code(status).send(errorBody(status, message));
+}
+
+/** Names the offending field, including the unknown one for additionalProperties. */
+function validationMessage(error: FastifyError): string | null {
+  const first = error.validation?.[0];
+  if (!first) return null;
+  const where = `${error.validationContext ?? 'request'}${first.instancePath ?? ''}`;
+  const params = first.params as { additionalProperty?: string } | undefined;
+  if (first.keyword === 'additionalProperties' && params?.additionalProperty) {
+    return `${where}/${params.additionalProperty}: unknown field`;
+  }
+  return `${where} ${first.message ?? 'is invalid'}`;
 }
 
 export function installErrorHandling(app: FastifyInstance): void {

@@ -74,6 +74,11 @@ export interface Backend extends PinnedAllocator {
   readonly recordHeaderSize: number;
   /** The key reserved for the backend's own wake-up packets; never given to a socket. */
   readonly wakeKey: bigint;
+  /**
+   * Whether accept() needs a socket created beforehand (AcceptEx does). When false (io_uring),
+   * the engine passes -1 as `acceptSock` and takes the new socket from acceptedSocket().
+   */
+  readonly preCreatesAcceptSocket: boolean;
 
   /** Starts dequeuing completions into `sink` without blocking the event loop. */
   start(sink: CompletionSink): void;
@@ -89,6 +94,11 @@ export interface Backend extends PinnedAllocator {
   associate(sock: Sock, key: bigint): void;
 
   accept(listenSock: Sock, acceptSock: Sock, rec: RecordMemory): StartResult;
+  /**
+   * After a successful accept: the new connection's socket (IOCP: `acceptSock`; io_uring: the
+   * fd the kernel returned, read from the record). -1 if the accept failed.
+   */
+  acceptedSocket(rec: RecordMemory, acceptSock: Sock): Sock;
   /** After a successful accept: inherit the listener's properties. Returns 0 or an error code. */
   finishAccept(listenSock: Sock, acceptSock: Sock): number;
   connect(sock: Sock, addr: SocketAddress, rec: RecordMemory): StartResult;

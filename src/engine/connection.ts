@@ -157,6 +157,11 @@ export class Connection implements OpOwner {
   /** An op of a pipe failed: the connection ends, abortively (the peer reset or is gone). */
   failed(kind: OpKind, ep: Endpoint, code: number): void {
     if (this.state !== 'open') return;
+    // A cancelled read ends the connection (DESIGN §1.5), but nothing went wrong with the peer.
+    if (code === this.core.backend.codes.operationAborted) {
+      this.close(`${ep.side} ${kind} cancelled`, false);
+      return;
+    }
     this.close(`${ep.side} ${kind} failed: ${this.core.backend.errorName(code)}`, true);
   }
 

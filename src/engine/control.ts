@@ -2,9 +2,10 @@
 // snapshot objects (no live references leak out) and will carry commands; an engine in a worker
 // thread could later sit behind the same interface.
 import { type Connection, formatSocketAddress } from './connection.js';
-import type { Engine } from './engine.js';
+import type { CancelOutcome, Engine } from './engine.js';
 import type { KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
+import type { ListenerConfig } from './options.js';
 import type { TraceEntry } from './trace.js';
 
 export interface ListenerSnapshot {
@@ -239,6 +240,28 @@ export class EngineControl {
       lastHeartbeatAgeMs: hbAge,
       reasons,
     };
+  }
+
+  // ---- commands ----
+
+  /** Starts a listener; throws ListenError (inUse = the port is taken) when it cannot bind. */
+  async createListener(config: ListenerConfig): Promise<ListenerSnapshot> {
+    return this.listenerSnapshot(await this.engine.addListener(config));
+  }
+
+  closeListener(id: string, mode: 'drain' | 'abort', deadlineMs: number): ListenerSnapshot | null {
+    const l = this.engine.closeListener(id, mode, deadlineMs);
+    return l ? this.listenerSnapshot(l) : null;
+  }
+
+  closeConnection(id: string, mode: 'graceful' | 'abort'): ConnectionSnapshot | null {
+    const c = this.engine.closeConnection(id, mode);
+    return c ? this.connectionSnapshot(c, performance.now()) : null;
+  }
+
+  /** `record` is the hex address shown by GET /ops. */
+  cancelOp(record: string): Promise<CancelOutcome | 'not-found' | 'not-cancellable'> {
+    return this.engine.cancelOp(Number.parseInt(record, 16));
   }
 
   engineStats() {

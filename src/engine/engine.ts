@@ -5,6 +5,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import {
   type Backend,
+  BackendError,
   type CompletionSink,
   type OpKind,
   PENDING,
@@ -45,7 +46,32 @@ export type LogFn = (
   msg: string,
 ) => void;
 
-export class ListenError extends Error {}
+export class ListenError extends Error {
+  constructor(
+    message: string,
+    /** The address is taken (by keyport or another process). */
+    readonly inUse = false,
+  ) {
+    super(message);
+  }
+}
+
+/** What happened to an op the API asked to cancel. */
+export interface CancelOutcome {
+  record: string;
+  op: OpKind;
+  key: string;
+  connection: string | null;
+  listener: string | null;
+  /** CancelIoEx (or ASYNC_CANCEL) was accepted by the kernel. */
+  cancelRequested: boolean;
+  /** Why not, when it was not (e.g. ERROR_NOT_FOUND: it completed first). */
+  cancelError: string | null;
+  /** The op's completion was handled within the wait. */
+  completed: boolean;
+  status: string | null;
+  bytes: number | null;
+}
 
 type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
   Pick<ListenerConfig, 'target'>;
@@ -87,6 +113,10 @@ export class Engine implements EngineCore, CompletionSink {
   private heartbeatKey: KeyEntry | null = null;
   private readonly configs = new Map<Listener, ResolvedListenerConfig>();
   private stopped = false;
+  private readonly cancelWaiters = new Map<
+    OpRecord,
+    { gen: number; done: (s: string, bytes: number) => void }
+  >();
 
   constructor(
     readonly backend: Backend,
@@ -200,6 +230,7 @@ export class Engine implements EngineCore, CompletionSink {
       this.countError(rec.kind, errorName);
     }
     this.observer?.completion(rec.kind, latency, code, errorName, inline);
+    if (this.cancelWaiters.size > 0) this.settleCancel(rec, errorName, bytes);
     const owner = rec.owner as OpOwner;
     const ko = key.owner;
     if (ko?.kind === 'connection') {
@@ -225,6 +256,93 @@ export class Engine implements EngineCore, CompletionSink {
   countError(op: string, errorName: string): void {
     const k = `${op}:${errorName}`;
     this.errors.set(k, (this.errors.get(k) ?? 0) + 1);
+  }
+
+  private settleCancel(rec: OpRecord, errorName: string | null, bytes: number): void {
+    const w = this.cancelWaiters.get(rec);
+    if (!w || w.gen !== rec.generation) return;
+    this.cancelWaiters.delete(rec);
+    w.done(errorName ?? 'SUCCESS', bytes);
+  }
+
+  // ---- commands (through EngineControl) ---------------------------------------------------------
+
+  /** Cancels one in-flight op by its record address and reports what became of it. */
+  async cancelOp(
+    recordAddr: number,
+    waitMs = 2000,
+  ): Promise<CancelOutcome | 'not-found' | 'not-cancellable'> {
+    const rec = this.ops.byAddress(recordAddr);
+    if (!rec?.inFlight || !rec.keyEntry) return 'not-found';
+    const key = rec.keyEntry;
+    if (key.sock < 0) return 'not-cancellable'; // the heartbeat is a posted packet, not I/O
+    const owner = key.owner;
+    const connection = owner?.kind === 'connection' ? owner.id : null;
+    const outcome: CancelOutcome = {
+      record: rec.addressHex,
+      op: rec.kind,
+      key: key.keyHex,
+      connection,
+      listener:
+        owner?.kind === 'listener'
+          ? owner.id
+          : connection
+            ? (this.connections.get(connection)?.listener.id ?? null)
+            : null,
+      cancelRequested: false,
+      cancelError: null,
+      completed: false,
+      status: null,
+      bytes: null,
+    };
+    const gen = rec.generation;
+    const settled = new Promise<boolean>((resolve) => {
+      this.cancelWaiters.set(rec, {
+        gen,
+        done: (status, bytes) => {
+          outcome.completed = true;
+          outcome.status = status;
+          outcome.bytes = bytes;
+          resolve(true);
+        },
+      });
+      setTimeout(() => resolve(false), waitMs).unref();
+    });
+    const code = this.backend.cancel(key.sock, rec);
+    if (code !== 0) {
+      this.cancelWaiters.delete(rec);
+      outcome.cancelError = this.backend.errorName(code);
+      return outcome;
+    }
+    outcome.cancelRequested = true;
+    await settled;
+    if (this.cancelWaiters.get(rec)?.gen === gen) this.cancelWaiters.delete(rec);
+    return outcome;
+  }
+
+  /**
+   * Stops a listener. `drain`: refuse new clients, let connections finish, abort those still
+   * open at the deadline. `abort`: reset its connections now.
+   */
+  closeListener(id: string, mode: 'drain' | 'abort', deadlineMs: number): Listener | null {
+    const l = this.listeners.get(id);
+    if (!l) return null;
+    l.close();
+    const abortAll = (reason: string) => {
+      for (const c of [...l.connections]) c.close(reason, true);
+    };
+    if (mode === 'abort') abortAll('listener aborted');
+    else if (l.connections.size > 0)
+      setTimeout(() => abortAll('listener drain deadline'), deadlineMs).unref();
+    return l;
+  }
+
+  /** Closes a connection: graceful (FIN to its peers) or abortive (RST). */
+  closeConnection(id: string, mode: 'graceful' | 'abort'): Connection | null {
+    const c = this.connections.get(id);
+    if (!c) return null;
+    c.close(mode === 'abort' ? 'closed by API (abort)' : 'closed by API', mode === 'abort');
+    return c;
   }
 
   // ---- heartbeat: proves the dequeue loop turns (GET /readyz) ----------------------------------
@@ -293,7 +411,13 @@ export class Engine implements EngineCore, CompletionSink {
     } catch (err) {
       this.configs.delete(listener);
       const where = family === 6 ? `[${host}]:${config.port}` : `${host}:${config.port}`;
-      throw new ListenError(`cannot listen on ${where}: ${(err as Error).message}`);
+      const inUse = err instanceof BackendError && err.errorName.endsWith('ADDRINUSE');
+      throw new ListenError(
+        inUse
+          ? `${where} is already in use (another listener or process holds it)`
+          : `cannot listen on ${where}: ${(err as Error).message}`,
+        inUse,
+      );
     }
     this.listeners.set(listener.id, listener);
     this.logger(
@@ -340,8 +464,8 @@ export class Engine implements EngineCore, CompletionSink {
     this.logger('info', { listener: listener.id }, 'listener stopped');
   }
 
+  /** The failed connect op itself was already counted by finish(); this is per listener. */
   upstreamConnectFailed(listener: Listener, errorName: string): void {
-    this.countError('connect', errorName);
     this.observer?.upstreamConnectFailed(listener, errorName);
   }
 

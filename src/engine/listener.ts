@@ -9,7 +9,11 @@ import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';
 
-export type ListenerState = 'listening' | 'closing' | 'closed';
+/**
+ * listening → closing (accepts being cancelled) → draining (socket closed, so new clients are
+ * refused; existing connections finish) → closed.
+ */
+export type ListenerState = 'listening' | 'closing' | 'draining' | 'closed';
 
 export class Listener implements OpOwner {
   state: ListenerState = 'listening';
@@ -69,9 +73,9 @@ export class Listener implements OpOwner {
 
   private postAccept(): boolean {
     const backend = this.core.backend;
-    let s: number;
+    let s = -1;
     try {
-      s = backend.createSocket(this.address.family);
+      if (backend.preCreatesAcceptSocket) s = backend.createSocket(this.address.family);
     } catch (err) {
       this.core.log(
         'error',
@@ -90,14 +94,16 @@ export class Listener implements OpOwner {
 
   complete(rec: OpRecord, code: number): void {
     this.pendingAccepts--;
-    const s = rec.acceptSock;
     const backend = this.core.backend;
     if (code !== 0 || this.state !== 'listening') {
-      backend.closeSocket(s, true);
+      if (rec.acceptSock >= 0) backend.closeSocket(rec.acceptSock, true);
+      const accepted = code === 0 ? backend.acceptedSocket(rec, rec.acceptSock) : -1;
+      if (accepted >= 0 && accepted !== rec.acceptSock) backend.closeSocket(accepted, true);
       if (this.state === 'closing') this.tryFinishClose();
       else this.postAccepts(); // re-post, whatever happened
       return;
     }
+    const s = backend.acceptedSocket(rec, rec.acceptSock);
     this.acceptedTotal++;
     // Inherit the listener's properties; a client that already left makes this fail, which
     // must not break the accept chain: the connection's first recv then fails and cleans up.
@@ -131,10 +137,14 @@ export class Listener implements OpOwner {
 
   connectionGone(conn: Connection): void {
     this.connections.delete(conn);
-    this.postAccepts();
+    if (this.state === 'listening') this.postAccepts();
+    else this.tryFinishClose();
   }
 
-  /** Stops accepting: cancels the posted accepts, then closes the socket once they completed. */
+  /**
+   * Stops accepting: cancels the posted accepts and closes the socket once they completed (new
+   * clients are then refused). The listener lives on, draining, until its connections are gone.
+   */
   close(): void {
     if (this.state !== 'listening') return;
     this.state = 'closing';
@@ -143,10 +153,16 @@ export class Listener implements OpOwner {
   }
 
   private tryFinishClose(): void {
-    if (this.state !== 'closing' || (this.key && this.key.pending > 0)) return;
-    this.core.backend.closeSocket(this.sock, false);
-    if (this.key) this.core.releaseKey(this.key);
-    this.state = 'closed';
-    this.core.listenerClosed(this);
+    if (this.state === 'closing') {
+      if (this.key && this.key.pending > 0) return;
+      this.core.backend.closeSocket(this.sock, false);
+      if (this.key) this.core.releaseKey(this.key);
+      this.key = null;
+      this.state = 'draining';
+    }
+    if (this.state === 'draining' && this.connections.size === 0) {
+      this.state = 'closed';
+      this.core.listenerClosed(this);
+    }
   }
 }

@@ -32,16 +32,13 @@ export async function launch(argv: string[]): Promise<void> {
     return;
   }
 
-  const backend = opts.backend ?? 'auto';
-  if (process.platform === 'win32') {
+  // auto is iocp on Windows and io_uring on Linux; iocp on Linux means the Windows build of
+  // Node under Wine, running the very same code as on Windows.
+  const backend = opts.backend ?? process.env.KEYPORT_BACKEND ?? 'auto';
+  if (process.platform === 'win32' || backend !== 'iocp') {
     const { run } = await import('../main/index.js');
     await run(argv);
     return;
-  }
-  if (backend === 'uring') {
-    fail(
-      '--backend uring: the io_uring backend is not part of this build yet; use --backend iocp (Windows code path under Wine)',
-    );
   }
   runUnderWine(argv);
 }

@@ -5,21 +5,27 @@ import { buildApi } from '../api/app.js';
 import type { Backend } from '../engine/backend.js';
 import { EngineControl } from '../engine/control.js';
 import { Engine, type LogFn } from '../engine/engine.js';
-import type { ListenerConfig } from '../engine/options.js';
+import { createMetrics } from '../metrics/keyport.js';
 import { formatAddress } from './address.js';
-import { CliError, type ListenerSpec, parseCli } from './cli.js';
-import { resolveCli } from './defaults.js';
+import { CliError, parseCli } from './cli.js';
+import { ConfigError, checkApiExposure, loadSettings, type Settings } from './config.js';
 
-function listenerConfig(spec: ListenerSpec): ListenerConfig {
-  const base = { host: spec.address.host, port: spec.address.port };
-  return spec.mode === 'echo'
-    ? { ...base, mode: 'echo' }
-    : { ...base, mode: 'forward', target: { host: spec.target.host, port: spec.target.port } };
-}
-
+/** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
 async function createBackend(choice: string): Promise<Backend> {
-  if (choice === 'uring' || (choice === 'auto' && process.platform !== 'win32')) {
-    throw new Error('the io_uring backend is not part of this build yet; use --backend iocp');
+  if (choice === 'uring' || (choice === 'auto' && process.platform === 'linux')) {
+    if (process.platform !== 'linux') fail('--backend uring needs Linux (io_uring)', 2);
+    const { UringBackend } = await import('../engine/uring/backend.js');
+    try {
+      return new UringBackend();
+    } catch (err) {
+      fail((err as Error).message, 1);
+    }
+  }
+  if (process.platform !== 'win32') {
+    fail(
+      '--backend iocp needs Windows; on Linux run keyport through bin/keyport.js, which uses Wine',
+      2,
+    );
   }
   const { IocpBackend } = await import('../engine/iocp/backend.js');
   return new IocpBackend();
@@ -39,38 +45,61 @@ function startGcStress(log: { warn(msg: string): void }): void {
   setInterval(gc, ms).unref();
 }
 
+function fail(message: string, code: number): never {
+  process.stderr.write(`keyport: ${message}\n`);
+  process.exit(code);
+}
+
 export async function run(argv: string[]): Promise<void> {
-  let opts: ReturnType<typeof resolveCli>;
+  let settings: Settings;
   try {
-    opts = resolveCli(parseCli(argv));
+    settings = loadSettings(parseCli(argv));
+    checkApiExposure(settings);
   } catch (err) {
-    if (err instanceof CliError) {
-      process.stderr.write(`keyport: ${err.message}\n`);
-      process.exit(2);
-    }
+    if (err instanceof CliError || err instanceof ConfigError) fail(err.message, 2);
     throw err;
   }
 
-  const backend = await createBackend(opts.backend);
+  const backend = await createBackend(settings.backend);
   let log: LogFn = (_level, obj, msg) => process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
-  const engine = new Engine(backend, {}, (level, obj, msg) => log(level, obj, msg));
+  const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
   const control = new EngineControl(engine);
-  const api = buildApi({ control, logger: { level: process.env.KEYPORT_LOG_LEVEL ?? 'info' } });
+  // KEYPORT_METRICS=off: no observer on the data path, and GET /metrics answers 404.
+  const metrics = process.env.KEYPORT_METRICS === 'off' ? undefined : createMetrics(engine);
+  engine.observer = metrics ?? null;
+  const api = buildApi({
+    control,
+    metrics,
+    logger: { level: settings.logLevel, redact: ['req.headers.authorization'] },
+    auth: { token: settings.token, protect: settings.protect },
+    bodyLimit: settings.bodyLimitBytes,
+  });
   log = (level, obj, msg) => api.log[level](obj, msg);
   engine.start();
   startGcStress(api.log);
 
-  for (const spec of opts.listeners) {
+  for (const listener of settings.listeners) {
     try {
-      await engine.addListener(listenerConfig(spec));
+      await engine.addListener(listener);
     } catch (err) {
       api.log.error((err as Error).message);
       await engine.shutdown(0);
-      process.exit(1);
+      fail((err as Error).message, 1);
     }
   }
 
-  await api.listen({ host: opts.api.host, port: opts.api.port });
+  try {
+    await api.listen({ host: settings.api.host, port: settings.api.port });
+  } catch (err) {
+    await engine.shutdown(0);
+    const code = (err as NodeJS.ErrnoException).code;
+    fail(
+      code === 'EADDRINUSE'
+        ? `the API address ${formatAddress(settings.api)} is already in use`
+        : `cannot serve the API on ${formatAddress(settings.api)}: ${(err as Error).message}`,
+      1,
+    );
+  }
   const bound = api.server.address();
   const apiAddress =
     bound && typeof bound === 'object'
@@ -79,7 +108,7 @@ export async function run(argv: string[]): Promise<void> {
           port: bound.port,
           family: bound.family === 'IPv6' ? 6 : 4,
         })
-      : formatAddress(opts.api);
+      : formatAddress(settings.api);
   // Tests and scripts read `api` from this line to learn an ephemeral port.
   api.log.info({ api: apiAddress, backend: backend.name }, `keyport api on http://${apiAddress}`);
 
@@ -89,7 +118,7 @@ export async function run(argv: string[]): Promise<void> {
     stopping = true;
     api.log.info(`${signal}: shutting down`);
     await api.close();
-    const drained = await engine.shutdown(5000);
+    const drained = await engine.shutdown(settings.shutdownDeadlineMs);
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
     process.exit(drained ? 0 : 3);
   };

@@ -18,6 +18,19 @@ export interface Keyport {
 
 let seq = 0;
 
+/** The backend this run of the suite tests: npm test runs it once per backend. */
+export const BACKEND = process.env.KEYPORT_TEST_BACKEND ?? 'iocp';
+
+/** Where the backends must differ: the names of errors (Win32 on IOCP, errno on io_uring). */
+export const ERR =
+  BACKEND === 'uring'
+    ? { reset: 'ECONNRESET', aborted: 'ECANCELED', refused: 'ECONNREFUSED' }
+    : {
+        reset: 'ERROR_NETNAME_DELETED',
+        aborted: 'ERROR_OPERATION_ABORTED',
+        refused: 'ERROR_CONNECTION_REFUSED',
+      };
+
 export async function startKeyport(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
@@ -27,7 +40,13 @@ export async function startKeyport(
   const logFile = join(OUT_DIR, `keyport-${process.pid}-${++seq}.log`);
   const proc = spawn(
     process.execPath,
-    [join(ROOT, 'bin', 'keyport.js'), '--api', '127.0.0.1:0', ...args],
+    [
+      join(ROOT, 'bin', 'keyport.js'),
+      '--backend',
+      BACKEND,
+      ...(args.includes('--api') ? [] : ['--api', '127.0.0.1:0']),
+      ...args,
+    ],
     {
       cwd: ROOT,
       env: { ...process.env, ...opts.env, KEYPORT_LOG_FILE: logFile },

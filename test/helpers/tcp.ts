@@ -45,8 +45,13 @@ export function readBytes(s: net.Socket, n: number): Promise<Buffer> {
   });
 }
 
-/** Resolves when the socket ends or closes; with how (end = FIN, error = RST/other). */
+/**
+ * Resolves when the socket ends or closes; with how (end = FIN, error = RST/other). Call it
+ * before causing the close: it puts the socket in flowing mode so 'end' is emitted.
+ */
 export function closed(s: net.Socket): Promise<{ how: 'end' | 'error' | 'close'; code?: string }> {
+  if (s.destroyed) return Promise.resolve({ how: 'close' });
+  s.resume();
   return new Promise((resolve) => {
     s.once('end', () => resolve({ how: 'end' }));
     s.once('error', (e: NodeJS.ErrnoException) => resolve({ how: 'error', code: e.code ?? '' }));

@@ -23,9 +23,6 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
   app,
   { control },
 ) => {
-  for (const s of [ListenerView, ConnectionView, ConnectionDetail, KeyView, OpView, Readiness])
-    app.addSchema(s);
-
   app.get(
     '/readyz',
     {

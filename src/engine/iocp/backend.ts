@@ -47,6 +47,8 @@ export class IocpBackend implements Backend {
   readonly recordHeaderSize = RECORD_SIZE;
   readonly wakeKey = WAKE_KEY;
   readonly codes = { operationAborted: 995, connectionRefused: 1225, timedOut: 121 };
+  /** AcceptEx accepts into a socket the caller created beforehand. */
+  readonly preCreatesAcceptSocket = true;
 
   private readonly port: number;
   private ext: Extensions | null = null;
@@ -251,6 +253,11 @@ export class IocpBackend implements Backend {
       rec.addr,
     );
     return this.started(ok !== 0, rec);
+  }
+
+  /** AcceptEx accepted into the pre-created socket itself. */
+  acceptedSocket(_rec: RecordMemory, acceptSock: Sock): Sock {
+    return acceptSock;
   }
 
   finishAccept(listenSock: Sock, acceptSock: Sock): number {

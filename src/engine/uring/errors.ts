@@ -47,6 +47,7 @@ export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
 export const EBADF = 9;
+export const EACCES = 13;
 export const EAGAIN = 11;
 export const EBUSY = 16;
 export const EINVAL = 22;
@@ -54,6 +55,7 @@ export const ENOSYS = 38;
 export const EOPNOTSUPP = 95;
 export const ETIMEDOUT = 110;
 export const ECONNREFUSED = 111;
+export const EALREADY = 114;
 export const EINPROGRESS = 115;
 export const ECANCELED = 125;
 
@@ -66,7 +68,8 @@ export function errnoName(code: number): string {
   if (known) return known;
   if (!fallback) {
     fallback = new Map();
-    for (const [name, n] of Object.entries(constants.errno)) if (!fallback.has(n)) fallback.set(n, name);
+    for (const [name, n] of Object.entries(constants.errno))
+      if (!fallback.has(n)) fallback.set(n, name);
   }
   return fallback.get(code) ?? `errno ${code}`;
 }

@@ -3,9 +3,11 @@
 // No SQPOLL: the kernel consumes SQEs only inside io_uring_enter, on this thread.
 import { readFileSync } from 'node:fs';
 import { BackendError } from '../backend.js';
-import { EINVAL, ENOSYS, EPERM, errnoName } from './errors.js';
+import { EACCES, EBADF, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, errnoName } from './errors.js';
 import {
+  CQE_RES,
   CQE_SIZE,
+  CQE_USER_DATA,
   CQO_CQES,
   CQO_HEAD,
   CQO_RING_MASK,
@@ -33,7 +35,14 @@ import {
   SETUP_CQSIZE,
   SETUP_SUBMIT_ALL,
   SETUP_TASKRUN_FLAG,
+  SQE_ADDR,
+  SQE_BUF_INDEX,
+  SQE_FD,
+  SQE_LEN,
+  SQE_OFF,
+  SQE_OP_FLAGS,
   SQE_SIZE,
+  SQE_USER_DATA,
   SQO_ARRAY,
   SQO_FLAGS,
   SQO_HEAD,
@@ -195,7 +204,7 @@ export class Ring {
       if (e === ENOSYS) {
         throw uringUnavailable('io_uring_setup', e, 'the kernel or a seccomp profile refuses it');
       }
-      if (e === EPERM || e === 13 /* EACCES */) {
+      if (e === EPERM || e === EACCES) {
         const why =
           disabled === '1'
             ? `${DISABLED_SYSCTL} is 1 and this process is not in kernel.io_uring_group`
@@ -204,11 +213,21 @@ export class Ring {
       }
       throw new BackendError('io_uring_setup', e, errnoName(e));
     }
-    const ring = new Ring(fd, params, flags);
+    let ring: Ring;
+    try {
+      ring = new Ring(fd, params, flags);
+    } catch (err) {
+      sys.close(fd);
+      throw err;
+    }
     const missing = ring.missingOps();
     if (missing.length > 0) {
       ring.close();
-      throw uringUnavailable('io_uring_register(PROBE)', 95, `kernel lacks opcodes ${missing}`);
+      throw uringUnavailable(
+        'io_uring_register(PROBE)',
+        EOPNOTSUPP,
+        `kernel lacks opcodes ${missing}`,
+      );
     }
     return ring;
   }
@@ -223,11 +242,18 @@ export class Ring {
   /** Opcodes keyport needs that the kernel's probe does not report as supported. */
   private missingOps(): number[] {
     const probe = Buffer.alloc(PROBE_SIZE);
-    const rc = sys.io_uring_register(sys.SYS_io_uring_register, this.fd, REGISTER_PROBE, probe, PROBE_OPS);
+    const rc = sys.io_uring_register(
+      sys.SYS_io_uring_register,
+      this.fd,
+      REGISTER_PROBE,
+      probe,
+      PROBE_OPS,
+    );
     if (rc < 0) return []; // no probe (< 5.6): let the ops fail with their own errors
     const last = probe.readUInt8(PROBE_LAST_OP);
     return REQUIRED_OPS.filter(
-      (op) => op > last || (probe.readUInt16LE(16 + op * 8 + PROBE_OP_FLAGS) & PROBE_OP_SUPPORTED) === 0,
+      (op) =>
+        op > last || (probe.readUInt16LE(16 + op * 8 + PROBE_OP_FLAGS) & PROBE_OP_SUPPORTED) === 0,
     );
   }
 
@@ -255,21 +281,22 @@ export class Ring {
     opFlags: number,
     userData: bigint,
   ): boolean {
-    if (this.closed) throw new BackendError('io_uring', 9, 'EBADF', 'ring closed');
+    if (this.closed) throw new BackendError('io_uring', EBADF, 'EBADF', 'ring closed');
     if (this.pending() >= this.sqEntries) return false;
     const i = this.sqTail & this.sqMask;
-    const w = i * 16;
-    const d = i * 8;
+    const w = (i * SQE_SIZE) / 4;
+    const d = (i * SQE_SIZE) / 8;
     const u32 = this.sqe32;
     const u64 = this.sqe64;
-    u32[w] = opcode; // flags and ioprio (bytes 1..3) stay 0
-    u32[w + 1] = fd;
-    u64[d + 1] = off;
-    u64[d + 2] = addr;
-    u32[w + 6] = len;
-    u32[w + 7] = opFlags;
-    u64[d + 4] = userData;
-    u64[d + 5] = 0n; // buf_index, personality, splice_fd_in
+    u32[w] = opcode; // SQE_OPCODE; flags and ioprio (bytes 1..3) stay 0
+    u32[w + SQE_FD / 4] = fd;
+    u64[d + SQE_OFF / 8] = off;
+    u64[d + SQE_ADDR / 8] = addr;
+    u32[w + SQE_LEN / 4] = len;
+    u32[w + SQE_OP_FLAGS / 4] = opFlags;
+    u64[d + SQE_USER_DATA / 8] = userData;
+    // buf_index, personality, splice_fd_in, addr3 and padding: bytes 40..63.
+    u64[d + SQE_BUF_INDEX / 8] = 0n;
     u64[d + 6] = 0n;
     u64[d + 7] = 0n;
     this.sqTail = (this.sqTail + 1) >>> 0;
@@ -280,7 +307,7 @@ export class Ring {
 
   /** io_uring_enter; returns its result, or -errno. */
   enter(toSubmit: number, minComplete: number, flags: number): number {
-    if (this.closed) throw new BackendError('io_uring_enter', 9, 'EBADF', 'ring closed');
+    if (this.closed) throw new BackendError('io_uring_enter', EBADF, 'EBADF', 'ring closed');
     const r = sys.io_uring_enter(
       sys.SYS_io_uring_enter,
       this.fd,
@@ -305,10 +332,10 @@ export class Ring {
     let n = 0;
     try {
       while (head !== tail && n < max) {
-        const w = this.cqesAt + (head & this.cqMask) * 4;
-        const lo = cq[w] as number;
-        const hi = cq[w + 1] as number;
-        const res = this.cqSigned[w + 2] as number;
+        const w = this.cqesAt + ((head & this.cqMask) * CQE_SIZE) / 4;
+        const lo = cq[w + CQE_USER_DATA / 4] as number;
+        const hi = cq[w + CQE_USER_DATA / 4 + 1] as number;
+        const res = this.cqSigned[w + CQE_RES / 4] as number;
         head = (head + 1) >>> 0;
         n++;
         fn(lo, hi, res);

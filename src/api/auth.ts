@@ -1,0 +1,45 @@
+// Bearer-token protection. Commands always need the token when one is configured; with
+// protect = 'all' every route but /healthz and the API docs does. Comparison is constant-time (over SHA-256
+// digests, so the token's length does not leak either).
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance } from 'fastify';
+import { errorBody } from './errors.js';
+
+export interface AuthOptions {
+  token: string | null;
+  protect: 'commands' | 'all';
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
+  if (!opts.token) return;
+  const expected = digest(opts.token);
+  app.addHook('onRequest', async (req, reply) => {
+    const path = req.url.split('?')[0];
+    // Liveness, and the API's own description, stay open.
+    if (
+      path === '/healthz' ||
+      path === '/openapi.json' ||
+      path === '/docs' ||
+      path?.startsWith('/docs/')
+    )
+      return;
+    const isRead = req.method === 'GET' || req.method === 'HEAD';
+    if (isRead && opts.protect === 'commands') return;
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer ([^\s]+)$/i.exec(header);
+    if (!m?.[1]) {
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="keyport"')
+        .send(errorBody(401, 'this route needs Authorization: Bearer <token>'));
+    }
+    if (!timingSafeEqual(digest(m[1]), expected)) {
+      return reply
+        .code(401)
+        .header('www-authenticate', 'Bearer realm="keyport", error="invalid_token"')
+        .send(errorBody(401, 'the bearer token is not valid'));
+    }
+  });
+}

@@ -1,0 +1,98 @@
+// The shapes an operator writes: a listener (config file and POST /listeners share it) and the
+// config file. TypeBox schemas, so the same definition validates input and documents it.
+import { type Static, Type } from '@sinclair/typebox';
+
+export const ListenerInput = Type.Object(
+  {
+    address: Type.String({
+      minLength: 3,
+      maxLength: 300,
+      description: 'HOST:PORT to listen on; IPv6 in brackets ([::1]:7007); port 0 = ephemeral',
+      examples: ['127.0.0.1:7007'],
+    }),
+    mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
+    target: Type.Optional(
+      Type.String({
+        minLength: 3,
+        maxLength: 300,
+        description: 'forward only: HOST:PORT of the upstream; a name is resolved at each connect',
+        examples: ['127.0.0.1:5201'],
+      }),
+    ),
+    acceptDepth: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1024,
+        description: 'AcceptEx ops kept posted (default 32)',
+      }),
+    ),
+    maxConnections: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description:
+          'At the limit no accept is posted: new clients wait in the backlog (default 10000)',
+      }),
+    ),
+    idleTimeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 86_400_000,
+        description: 'Close after this long without traffic; 0 = never (default 300000)',
+      }),
+    ),
+    connectTimeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 600_000,
+        description: 'forward: upstream connect timeout (default 10000)',
+      }),
+    ),
+  },
+  { $id: 'ListenerInput', additionalProperties: false },
+);
+export type ListenerInput = Static<typeof ListenerInput>;
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+export const ConfigFile = Type.Object(
+  {
+    api: Type.Optional(
+      Type.Object(
+        {
+          address: Type.Optional(
+            Type.String({ description: 'HOST:PORT of the control plane (default 127.0.0.1:9180)' }),
+          ),
+          tokenFile: Type.Optional(
+            Type.String({ description: 'File holding the bearer token that protects commands' }),
+          ),
+          protect: Type.Optional(
+            Type.Union([Type.Literal('commands'), Type.Literal('all')], {
+              description:
+                'What the token protects: commands only (default) or every route but /healthz',
+            }),
+          ),
+          bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1_048_576 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    backend: Type.Optional(
+      Type.Union([Type.Literal('auto'), Type.Literal('iocp'), Type.Literal('uring')]),
+    ),
+    logLevel: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)))),
+    shutdownDeadlineMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    engine: Type.Optional(
+      Type.Object(
+        {
+          bufferSize: Type.Optional(Type.Integer({ minimum: 512, maximum: 1_048_576 })),
+          traceDepth: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    listeners: Type.Optional(Type.Array(ListenerInput, { maxItems: 256 })),
+  },
+  { additionalProperties: false },
+);
+export type ConfigFile = Static<typeof ConfigFile>;

@@ -1,0 +1,229 @@
+// keyport's Prometheus metrics (DESIGN §4): an EngineObserver that records into children made
+// up front, so the per-completion calls only add to numbers, plus gauges and byte counters read
+// from engine state at scrape time. Labels stay bounded: op kind, listener id, error name (capped).
+import { exponentialBuckets } from 'prom-client';
+import { OP_KINDS, type OpKind } from '../engine/backend.js';
+import type { EngineObserver } from '../engine/engine.js';
+import { Exposition, type Rendered } from './exposition.js';
+import {
+  CollectedFamily,
+  type CounterChild,
+  CounterVec,
+  type HistogramChild,
+  HistogramVec,
+  type Sample,
+} from './families.js';
+
+/** What the metrics read from the engine (the Engine satisfies it). */
+export interface MetricsEngine {
+  readonly ops: { inFlight(): Iterable<{ readonly kind: OpKind }> };
+  readonly listeners: ReadonlyMap<string, { readonly id: string; connections: { size: number } }>;
+  readonly connections: ReadonlyMap<string, ConnectionLike>;
+}
+
+interface ListenerLike {
+  readonly id: string;
+}
+
+interface ConnectionLike {
+  readonly listener: ListenerLike;
+  readonly client: { readonly bytesIn: number; readonly bytesOut: number };
+}
+
+/** Distinct (op, error) series before further unknown names are counted as error="other". */
+export const MAX_ERROR_SERIES = 64;
+
+/** 10 µs doubling to ~10.5 s: loopback completions sit in the low buckets, stalls at the top. */
+export const LATENCY_BUCKETS = exponentialBuckets(0.00001, 2, 21);
+/** 1 to 256: both backends take at most 256 completions per dequeue. */
+export const BATCH_BUCKETS = exponentialBuckets(1, 2, 9);
+
+/** Per-listener totals; bytes of closed connections are folded in when they close. */
+class ListenerTotals {
+  accepted = 0;
+  connectFailures = 0;
+  closedBytesIn = 0;
+  closedBytesOut = 0;
+}
+
+export class KeyportMetrics implements EngineObserver {
+  readonly exposition: Exposition;
+  private readonly latency = new HistogramVec(
+    'keyport_completion_latency_seconds',
+    'Time from issuing an op to dequeuing (or inline-completing) its completion',
+    LATENCY_BUCKETS,
+  );
+  private readonly batchSize = new HistogramVec(
+    'keyport_dequeue_batch_size',
+    'Completions taken by one dequeue (GetQueuedCompletionStatusEx, or one io_uring CQ reap)',
+    BATCH_BUCKETS,
+  );
+  private readonly inline = new CounterVec(
+    'keyport_inline_completions_total',
+    'Ops that completed at issue, without a completion packet',
+    ['op'],
+  );
+  private readonly errors = new CounterVec(
+    'keyport_completion_errors_total',
+    'Completions with a non-zero status, by op and error name',
+    ['op', 'error'],
+  );
+  private readonly latencyByOp = {} as Record<OpKind, HistogramChild>;
+  private readonly inlineByOp = {} as Record<OpKind, CounterChild>;
+  private readonly errorsByOp = {} as Record<OpKind, Map<string, CounterChild>>;
+  private readonly batchChild: HistogramChild;
+  private readonly totals = new Map<string, ListenerTotals>();
+
+  constructor(
+    private readonly engine: MetricsEngine,
+    opts: { processMetrics?: boolean } = {},
+  ) {
+    for (const op of OP_KINDS) {
+      this.latencyByOp[op] = this.latency.child({ op });
+      this.inlineByOp[op] = this.inline.child(op);
+      this.errorsByOp[op] = new Map();
+    }
+    this.batchChild = this.batchSize.child();
+
+    const x = new Exposition(opts);
+    this.exposition = x;
+    x.add(this.latency);
+    x.add(this.batchSize);
+    x.add(
+      new CollectedFamily(
+        'keyport_ops_in_flight',
+        'Ops issued and not yet completed',
+        'gauge',
+        () => this.opsInFlight(),
+      ),
+    );
+    x.add(
+      new CollectedFamily('keyport_connections', 'Open connections per listener', 'gauge', () =>
+        [...this.engine.listeners.values()].map((l) => ({
+          labels: { listener: l.id },
+          value: l.connections.size,
+        })),
+      ),
+    );
+    x.add(this.perListener('keyport_accepted_total', 'Connections accepted', (t) => t.accepted));
+    x.add(
+      new CollectedFamily(
+        'keyport_bytes_total',
+        'Bytes relayed, as seen from the client: in = received from it, out = sent to it',
+        'counter',
+        () => this.bytes(),
+      ),
+    );
+    x.add(this.errors);
+    x.add(
+      this.perListener(
+        'keyport_upstream_connect_failures_total',
+        'Forward connections whose upstream could not be resolved or connected',
+        (t) => t.connectFailures,
+      ),
+    );
+    x.add(this.inline);
+  }
+
+  render(accept?: string): Promise<Rendered> {
+    return this.exposition.render(accept);
+  }
+
+  // ---- EngineObserver: called on the data path; no allocation past the first sighting --------
+
+  completion(
+    op: OpKind,
+    latencySeconds: number,
+    _code: number,
+    errorName: string | null,
+    inline: boolean,
+  ): void {
+    this.latencyByOp[op].observe(latencySeconds);
+    if (inline) this.inlineByOp[op].inc();
+    if (errorName !== null) this.errorChild(op, errorName).inc();
+  }
+
+  batch(size: number): void {
+    this.batchChild.observe(size);
+  }
+
+  accepted(listener: ListenerLike): void {
+    this.listenerTotals(listener.id).accepted++;
+  }
+
+  connectionOpened(): void {}
+
+  connectionClosed(conn: ConnectionLike): void {
+    // Live connections are summed at scrape time; a closed one's final count moves here.
+    const t = this.listenerTotals(conn.listener.id);
+    t.closedBytesIn += conn.client.bytesIn;
+    t.closedBytesOut += conn.client.bytesOut;
+  }
+
+  upstreamConnectFailed(listener: ListenerLike): void {
+    this.listenerTotals(listener.id).connectFailures++;
+  }
+
+  // ---- helpers -----------------------------------------------------------------------------
+
+  private errorChild(op: OpKind, name: string): CounterChild {
+    const byName = this.errorsByOp[op];
+    let c = byName.get(name);
+    if (c) return c;
+    // Error names come from the OS (WIN32_<n>, NTSTATUS_0x…): cap the series they can create.
+    const key = this.errors.size < MAX_ERROR_SERIES ? name : 'other';
+    c = byName.get(key) ?? this.errors.child(op, key);
+    byName.set(key, c);
+    return c;
+  }
+
+  private listenerTotals(id: string): ListenerTotals {
+    let t = this.totals.get(id);
+    if (!t) {
+      t = new ListenerTotals();
+      this.totals.set(id, t);
+    }
+    return t;
+  }
+
+  /** Every listener gets its series from the start (at 0), so rate() sees the first increase. */
+  private perListener(name: string, help: string, pick: (t: ListenerTotals) => number) {
+    return new CollectedFamily(name, help, 'counter', () => {
+      for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+      return [...this.totals].map(([listener, t]) => ({ labels: { listener }, value: pick(t) }));
+    });
+  }
+
+  private opsInFlight(): Sample[] {
+    const n = Object.fromEntries(OP_KINDS.map((k) => [k, 0])) as Record<OpKind, number>;
+    for (const rec of this.engine.ops.inFlight()) n[rec.kind]++;
+    return OP_KINDS.map((op) => ({ labels: { op }, value: n[op] }));
+  }
+
+  private bytes(): Sample[] {
+    for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+    const live = new Map<string, { in: number; out: number }>();
+    for (const c of this.engine.connections.values()) {
+      const b = live.get(c.listener.id) ?? { in: 0, out: 0 };
+      b.in += c.client.bytesIn;
+      b.out += c.client.bytesOut;
+      live.set(c.listener.id, b);
+    }
+    const out: Sample[] = [];
+    for (const [listener, t] of this.totals) {
+      const b = live.get(listener);
+      out.push(
+        { labels: { listener, direction: 'in' }, value: t.closedBytesIn + (b?.in ?? 0) },
+        { labels: { listener, direction: 'out' }, value: t.closedBytesOut + (b?.out ?? 0) },
+      );
+    }
+    return out;
+  }
+}
+
+export function createMetrics(
+  engine: MetricsEngine,
+  opts: { processMetrics?: boolean } = {},
+): KeyportMetrics {
+  return new KeyportMetrics(engine, opts);
+}
