@@ -20,4 +20,5 @@ export type EngineControlLike = Pick<
   | 'closeListener'
   | 'closeConnection'
   | 'cancelOp'
+  | 'subscribe'
 >;

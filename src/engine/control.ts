@@ -3,6 +3,7 @@
 // thread could later sit behind the same interface.
 import { type Connection, formatSocketAddress } from './connection.js';
 import type { CancelOutcome, Engine } from './engine.js';
+import type { EventListener } from './events.js';
 import type { KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
@@ -262,6 +263,11 @@ export class EngineControl {
   /** `record` is the hex address shown by GET /ops. */
   cancelOp(record: string): Promise<CancelOutcome | 'not-found' | 'not-cancellable'> {
     return this.engine.cancelOp(Number.parseInt(record, 16));
+  }
+
+  /** Live engine events (GET /events); returns the unsubscribe function. */
+  subscribe(fn: EventListener): () => void {
+    return this.engine.events.subscribe(fn);
   }
 
   engineStats() {

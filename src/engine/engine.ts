@@ -12,8 +12,9 @@ import {
   type StartResult,
 } from './backend.js';
 import { BufferPool } from './buffers.js';
-import type { Connection } from './connection.js';
+import { type Connection, formatSocketAddress } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
+import { EventBus } from './events.js';
 import { type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
 import { Listener } from './listener.js';
 import {
@@ -87,6 +88,7 @@ export class Engine implements EngineCore, CompletionSink {
   readonly connections = new Map<string, Connection>();
   readonly startedAt = Date.now();
   observer: EngineObserver | null = null;
+  readonly events = new EventBus();
 
   readonly stats = {
     completions: 0,
@@ -228,6 +230,8 @@ export class Engine implements EngineCore, CompletionSink {
     if (code !== 0) {
       errorName = this.backend.errorName(code);
       this.countError(rec.kind, errorName);
+      if (this.events.active && code !== this.backend.codes.operationAborted)
+        this.emitError(rec, errorName);
     }
     this.observer?.completion(rec.kind, latency, code, errorName, inline);
     if (this.cancelWaiters.size > 0) this.settleCancel(rec, errorName, bytes);
@@ -256,6 +260,25 @@ export class Engine implements EngineCore, CompletionSink {
   countError(op: string, errorName: string): void {
     const k = `${op}:${errorName}`;
     this.errors.set(k, (this.errors.get(k) ?? 0) + 1);
+  }
+
+  private emitError(rec: OpRecord, errorName: string): void {
+    const owner = rec.keyEntry?.owner;
+    const connection = owner?.kind === 'connection' ? owner.id : null;
+    this.events.emit({
+      type: 'error',
+      at: Date.now(),
+      op: rec.kind,
+      error: errorName,
+      key: rec.keyEntry?.keyHex ?? '',
+      connection,
+      listener:
+        owner?.kind === 'listener'
+          ? owner.id
+          : connection
+            ? (this.connections.get(connection)?.listener.id ?? null)
+            : null,
+    });
   }
 
   private settleCancel(rec: OpRecord, errorName: string | null, bytes: number): void {
@@ -317,6 +340,19 @@ export class Engine implements EngineCore, CompletionSink {
     outcome.cancelRequested = true;
     await settled;
     if (this.cancelWaiters.get(rec)?.gen === gen) this.cancelWaiters.delete(rec);
+    if (this.events.active) {
+      const { record, op, key: k, connection: c, listener: l, status } = outcome;
+      this.events.emit({
+        type: 'op-cancelled',
+        at: Date.now(),
+        record,
+        op,
+        key: k,
+        connection: c,
+        listener: l,
+        status,
+      });
+    }
     return outcome;
   }
 
@@ -328,6 +364,14 @@ export class Engine implements EngineCore, CompletionSink {
     const l = this.listeners.get(id);
     if (!l) return null;
     l.close();
+    if (this.events.active && l.state !== 'closed') {
+      this.events.emit({
+        type: 'listener-draining',
+        at: Date.now(),
+        listener: l.id,
+        connections: l.connections.size,
+      });
+    }
     const abortAll = (reason: string) => {
       for (const c of [...l.connections]) c.close(reason, true);
     };
@@ -420,6 +464,16 @@ export class Engine implements EngineCore, CompletionSink {
       );
     }
     this.listeners.set(listener.id, listener);
+    if (this.events.active) {
+      this.events.emit({
+        type: 'listener-up',
+        at: Date.now(),
+        listener: listener.id,
+        address: formatSocketAddress(listener.bound) ?? '',
+        mode: resolved.mode,
+        key: listener.key?.keyHex ?? '',
+      });
+    }
     this.logger(
       'info',
       {
@@ -437,6 +491,16 @@ export class Engine implements EngineCore, CompletionSink {
     this.connections.set(conn.id, conn);
     this.observer?.accepted(conn.listener);
     this.observer?.connectionOpened(conn);
+    if (this.events.active) {
+      this.events.emit({
+        type: 'connection-opened',
+        at: Date.now(),
+        connection: conn.id,
+        listener: conn.listener.id,
+        key: conn.client.key.keyHex,
+        remote: formatSocketAddress(conn.client.remote),
+      });
+    }
   }
 
   connectionClosed(conn: Connection): void {
@@ -444,6 +508,18 @@ export class Engine implements EngineCore, CompletionSink {
     this.stats.connectionsClosed++;
     conn.listener.connectionGone(conn);
     this.observer?.connectionClosed(conn);
+    if (this.events.active) {
+      this.events.emit({
+        type: 'connection-closed',
+        at: Date.now(),
+        connection: conn.id,
+        listener: conn.listener.id,
+        reason: conn.closeReason ?? 'closed',
+        abortive: conn.abortive,
+        bytesIn: conn.client.bytesIn,
+        bytesOut: conn.client.bytesOut,
+      });
+    }
     this.logger(
       'info',
       {
@@ -462,6 +538,8 @@ export class Engine implements EngineCore, CompletionSink {
     this.listeners.delete(listener.id);
     this.configs.delete(listener);
     this.logger('info', { listener: listener.id }, 'listener stopped');
+    if (this.events.active)
+      this.events.emit({ type: 'listener-down', at: Date.now(), listener: listener.id });
   }
 
   /** The failed connect op itself was already counted by finish(); this is per listener. */
