@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -29,6 +30,8 @@ export interface BuildApiOptions {
   auth?: AuthOptions;
   /** Largest request body accepted (bytes). */
   bodyLimit?: number;
+  /** A request must arrive whole within this time, so a slow client cannot hold a socket. */
+  requestTimeoutMs?: number;
   /** Served at GET /metrics; without it the route exists (and is documented) but answers 404. */
   metrics?: MetricsSource;
 }
@@ -38,6 +41,15 @@ export function buildApi(opts: BuildApiOptions) {
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: opts.bodyLimit ?? 16 * 1024,
+    // Node checks request deadlines every connectionsCheckingInterval (30 s by default): check
+    // every second, so a client that trickles its headers is cut off near the deadline.
+    serverFactory: (handler) => {
+      const timeout = opts.requestTimeoutMs ?? 10_000;
+      return createServer(
+        { requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: 1000 },
+        handler,
+      );
+    },
     // Unknown fields are an error, not silently dropped (Fastify's default strips them).
     ajv: { customOptions: { removeAdditional: false } },
     // keyport logs listeners and connections; a line per HTTP request would drown them.

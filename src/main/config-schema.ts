@@ -72,7 +72,21 @@ export const ConfigFile = Type.Object(
                 'What the token protects: commands only (default) or every route but /healthz',
             }),
           ),
-          bodyLimitBytes: Type.Optional(Type.Integer({ minimum: 256, maximum: 1_048_576 })),
+          bodyLimitBytes: Type.Optional(
+            Type.Integer({
+              minimum: 256,
+              maximum: 1_048_576,
+              description: 'Largest request body (default 16384)',
+            }),
+          ),
+          requestTimeoutMs: Type.Optional(
+            Type.Integer({
+              minimum: 100,
+              maximum: 600_000,
+              description:
+                'A request (headers and body) must arrive within this time, or its socket is closed (default 10000)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

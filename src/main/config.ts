@@ -16,6 +16,7 @@ export interface Settings {
   token: string | null;
   protect: 'commands' | 'all';
   bodyLimitBytes: number;
+  requestTimeoutMs: number;
   backend: BackendChoice;
   logLevel: (typeof LOG_LEVELS)[number];
   shutdownDeadlineMs: number;
@@ -162,6 +163,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     token,
     protect: file.api?.protect ?? 'commands',
     bodyLimitBytes: file.api?.bodyLimitBytes ?? 16 * 1024,
+    requestTimeoutMs: file.api?.requestTimeoutMs ?? 10_000,
     backend,
     logLevel,
     shutdownDeadlineMs: file.shutdownDeadlineMs ?? 5000,

@@ -73,6 +73,7 @@ export async function run(argv: string[]): Promise<void> {
     logger: { level: settings.logLevel, redact: ['req.headers.authorization'] },
     auth: { token: settings.token, protect: settings.protect },
     bodyLimit: settings.bodyLimitBytes,
+    requestTimeoutMs: settings.requestTimeoutMs,
   });
   log = (level, obj, msg) => api.log[level](obj, msg);
   engine.start();

@@ -12,8 +12,13 @@ export async function request(
   path: string,
   body?: unknown,
   headers: Record<string, string> = {},
+  timeoutMs = 30_000,
 ): Promise<Reply> {
-  const init: RequestInit = { method, headers: { ...headers } };
+  const init: RequestInit = {
+    method,
+    headers: { ...headers },
+    signal: AbortSignal.timeout(timeoutMs),
+  };
   if (body !== undefined) {
     init.body = typeof body === 'string' ? body : JSON.stringify(body);
     (init.headers as Record<string, string>)['content-type'] ??= 'application/json';

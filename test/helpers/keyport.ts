@@ -14,6 +14,10 @@ export interface Keyport {
   get(path: string): Promise<{ status: number; body: unknown }>;
   /** SIGTERM, then the exit code (or signal). */
   stop(): Promise<number | string>;
+  /** The process that runs the engine: the launcher itself natively, node.exe under Wine. */
+  enginePid(): number;
+  /** Resolves with the launcher's exit code (or signal). */
+  readonly exited: Promise<number | string>;
 }
 
 let seq = 0;
@@ -91,6 +95,16 @@ export async function startKeyport(
         body = JSON.parse(text);
       } catch {}
       return { status: r.status, body };
+    },
+    exited,
+    enginePid() {
+      const pid = proc.pid as number;
+      if (BACKEND !== 'iocp') return pid;
+      // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid.
+      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+        .trim()
+        .split(/\s+/);
+      return Number(children[0]);
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
