@@ -1,6 +1,7 @@
 // Hostile TCP peers against the real engine: a connection flood past the limit, a client that
 // never reads while its upstream sends fast, upstreams that stall or stop mid-stream, clients
 // that reset mid-relay or mid-drain. Nothing crashes, nothing leaks, memory stays bounded.
+import type { Socket } from 'node:net';
 import t from 'tap';
 import { portOf, request } from './helpers/http.js';
 import { startKeyport } from './helpers/keyport.js';
@@ -76,6 +77,38 @@ t.test(
       8,
       'accept depth restored',
     );
+  },
+);
+
+t.test(
+  'onLimit reset: the surplus past max connections is reset at once, the rest served',
+  async (t) => {
+    const l = await newListener({ mode: 'echo', maxConnections: 3, onLimit: 'reset' });
+    const held = await Promise.all(Array.from({ length: 3 }, () => connect(l.port)));
+    await until(
+      () => api('GET', `/connections?listener=${l.id}`),
+      (r) => r.body.total === 3,
+    );
+    const surplus = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const s = await connect(l.port).catch(() => null);
+        if (!s) return 'reset';
+        const how = await closed(s);
+        return how.how === 'error' ? 'reset' : how.how;
+      }),
+    );
+    t.same(
+      surplus,
+      ['reset', 'reset', 'reset', 'reset', 'reset'],
+      'every client past the limit was reset',
+    );
+    const snap = (await api('GET', `/listeners/${l.id}`)).body;
+    t.match(snap, { onLimit: 'reset', connections: 3, rejectedTotal: 5 });
+    const first = held[0] as Socket;
+    first.write('ok');
+    t.equal((await readBytes(first, 2)).toString(), 'ok', 'the held connections still work');
+    for (const h of held) h.destroy();
+    await quiet(l.id);
   },
 );
 

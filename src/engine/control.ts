@@ -20,6 +20,8 @@ export interface ListenerSnapshot {
   acceptsPending: number;
   connections: number;
   maxConnections: number;
+  onLimit: 'wait' | 'reset';
+  rejectedTotal: number;
   idleTimeoutMs: number;
   connectTimeoutMs: number;
   acceptedTotal: number;
@@ -130,6 +132,8 @@ export class EngineControl {
       acceptsPending: l.pendingAccepts,
       connections: l.connections.size,
       maxConnections: cfg.maxConnections,
+      onLimit: cfg.onLimit,
+      rejectedTotal: l.rejectedTotal,
       idleTimeoutMs: cfg.idleTimeoutMs,
       connectTimeoutMs: cfg.connectTimeoutMs,
       acceptedTotal: l.acceptedTotal,

@@ -20,6 +20,8 @@ export class Listener implements OpOwner {
   readonly createdAt = Date.now();
   pendingAccepts = 0;
   acceptedTotal = 0;
+  /** Clients reset because the listener was at its connection limit (onLimit: 'reset'). */
+  rejectedTotal = 0;
   readonly connections = new Set<Connection>();
   sock = -1;
   key: KeyEntry | null = null;
@@ -65,7 +67,7 @@ export class Listener implements OpOwner {
     while (
       this.state === 'listening' &&
       this.pendingAccepts < cfg.acceptDepth &&
-      this.connections.size + this.pendingAccepts < cfg.maxConnections
+      (cfg.onLimit === 'reset' || this.connections.size + this.pendingAccepts < cfg.maxConnections)
     ) {
       if (!this.postAccept()) break;
     }
@@ -104,6 +106,14 @@ export class Listener implements OpOwner {
       return;
     }
     const s = backend.acceptedSocket(rec, rec.acceptSock);
+    if (this.connections.size >= this.core.listenerConfig(this).maxConnections) {
+      // onLimit 'reset' (with 'wait' no accept is posted at the limit): refuse the surplus now.
+      this.rejectedTotal++;
+      backend.closeSocket(s, true);
+      this.core.countError('accept', 'OVER_CONNECTION_LIMIT');
+      this.postAccepts();
+      return;
+    }
     this.acceptedTotal++;
     // Inherit the listener's properties; a client that already left makes this fail, which
     // must not break the accept chain: the connection's first recv then fails and cleans up.

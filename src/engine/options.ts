@@ -13,8 +13,13 @@ export interface ListenerConfig {
   target?: TargetAddress;
   /** AcceptEx operations kept posted. */
   acceptDepth?: number;
-  /** Connections at once; at the limit no accept is posted, so new clients wait in the backlog. */
+  /** Connections at once; what happens to more is `onLimit`. */
   maxConnections?: number;
+  /**
+   * At the limit: 'wait' posts no accept, so new clients wait in the kernel backlog until a
+   * connection ends; 'reset' keeps accepting and resets the surplus at once.
+   */
+  onLimit?: 'wait' | 'reset';
   /** Close a connection after this long without traffic (0 = never). */
   idleTimeoutMs?: number;
   /** Give up on an upstream that does not accept within this time. */
@@ -25,6 +30,7 @@ export interface ListenerConfig {
 export const LISTENER_DEFAULTS = {
   acceptDepth: 32,
   maxConnections: 10_000,
+  onLimit: 'wait',
   idleTimeoutMs: 300_000,
   connectTimeoutMs: 10_000,
   backlog: 511,

@@ -34,6 +34,12 @@ export const ListenerInput = Type.Object(
           'At the limit no accept is posted: new clients wait in the backlog (default 10000)',
       }),
     ),
+    onLimit: Type.Optional(
+      Type.Union([Type.Literal('wait'), Type.Literal('reset')], {
+        description:
+          "At maxConnections: 'wait' (default) lets new clients queue in the kernel backlog; 'reset' resets them at once",
+      }),
+    ),
     idleTimeoutMs: Type.Optional(
       Type.Integer({
         minimum: 0,

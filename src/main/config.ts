@@ -80,6 +80,7 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
     port: a.port,
     ...(input.acceptDepth !== undefined ? { acceptDepth: input.acceptDepth } : {}),
     ...(input.maxConnections !== undefined ? { maxConnections: input.maxConnections } : {}),
+    ...(input.onLimit !== undefined ? { onLimit: input.onLimit } : {}),
     ...(input.idleTimeoutMs !== undefined ? { idleTimeoutMs: input.idleTimeoutMs } : {}),
     ...(input.connectTimeoutMs !== undefined ? { connectTimeoutMs: input.connectTimeoutMs } : {}),
   };

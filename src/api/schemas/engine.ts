@@ -32,6 +32,11 @@ export const ListenerView = Type.Object(
     acceptsPending: Type.Integer({ description: 'AcceptEx operations posted now' }),
     connections: Type.Integer(),
     maxConnections: Type.Integer(),
+    onLimit: Type.Union([Type.Literal('wait'), Type.Literal('reset')], {
+      description:
+        'At the limit: wait (clients queue in the backlog) or reset (the surplus is reset)',
+    }),
+    rejectedTotal: Type.Integer({ description: 'Clients reset at the connection limit' }),
     idleTimeoutMs: Type.Integer(),
     connectTimeoutMs: Type.Integer(),
     acceptedTotal: Type.Integer(),
