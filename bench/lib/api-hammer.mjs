@@ -1,0 +1,140 @@
+// Requests keyport's control-plane routes back to back (one in flight, keep-alive). Driven by
+// lines on stdin: `go` starts (or resumes) the requests, `pause` stops them after the one in
+// flight; end of stdin (or SIGTERM) ends the process, which then prints one JSON line:
+// requests, rate over the active time, status codes per route, its own CPU. It prints
+// {"event":"ready"} at start, {"event":"started"} at the first answer after each `go`, and
+// {"event":"paused"} once a `pause` has taken effect. The control-plane workload runs it.
+//   node api-hammer.mjs --port P [--paths /connections,/ops,/metrics]
+import http from 'node:http';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({
+  options: {
+    port: { type: 'string' },
+    paths: { type: 'string', default: '/connections,/ops,/metrics' },
+  },
+});
+const paths = values.paths.split(',');
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+const stats = Object.fromEntries(paths.map((p) => [p, { n: 0, bytes: 0, status: {}, ms: 0 }]));
+const t0 = Date.now();
+const log = (what) => process.stderr.write(`${((Date.now() - t0) / 1000).toFixed(3)} ${what}\n`);
+const emit = (obj) => {
+  log(`emit ${JSON.stringify(obj).slice(0, 200)}`);
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+};
+let errors = 0; // requests that failed (refused, reset, timed out); counted after the warm-up
+let stopping = false;
+let paused = true;
+let wake = null;
+let activeNs = 0n;
+let activeSince = null;
+let announce = false;
+
+function get(path, timeoutMs = 5000) {
+  return new Promise((resolve) => {
+    const t = process.hrtime.bigint();
+    const req = http.get({ host: '127.0.0.1', port: Number(values.port), path, agent }, (res) => {
+      let bytes = 0;
+      res.on('data', (d) => {
+        bytes += d.length;
+      });
+      res.on('end', () => {
+        const s = stats[path];
+        s.n++;
+        s.bytes += bytes;
+        s.status[res.statusCode] = (s.status[res.statusCode] ?? 0) + 1;
+        s.ms += Number(process.hrtime.bigint() - t) / 1e6;
+        resolve();
+      });
+      res.on('error', () => {
+        errors++;
+        resolve();
+      });
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
+    req.on('error', () => {
+      errors++;
+      setTimeout(resolve, 50); // do not spin on a refused connection
+    });
+  });
+}
+
+async function loop() {
+  for (let i = 0; !stopping; i++) {
+    if (paused) {
+      if (activeSince !== null) {
+        activeNs += process.hrtime.bigint() - activeSince;
+        activeSince = null;
+        emit({ event: 'paused' });
+      }
+      await new Promise((r) => {
+        wake = r;
+      });
+      if (stopping) break;
+      activeSince = process.hrtime.bigint();
+      announce = true;
+    }
+    await get(paths[i % paths.length]);
+    if (announce) {
+      announce = false;
+      emit({ event: 'started' });
+    }
+  }
+}
+
+function finish() {
+  if (stopping) return;
+  stopping = true;
+  if (activeSince !== null) activeNs += process.hrtime.bigint() - activeSince;
+  const active = Number(activeNs) / 1e9;
+  const requests = Object.values(stats).reduce((a, s) => a + s.n, 0);
+  const cpu = process.cpuUsage();
+  const routes = Object.fromEntries(
+    Object.entries(stats).map(([p, s]) => [
+      p,
+      {
+        n: s.n,
+        status: s.status,
+        mean_ms: s.n ? s.ms / s.n : null,
+        mean_bytes: s.n ? s.bytes / s.n : null,
+      },
+    ]),
+  );
+  emit({
+    requests,
+    active_s: active,
+    req_per_s: active > 0 ? requests / active : 0,
+    errors,
+    routes,
+    cpu_pct_of_active: active > 0 ? (100 * (cpu.user + cpu.system)) / 1e6 / active : null,
+  });
+  process.exit(0);
+}
+
+process.on('SIGTERM', finish);
+const rl = createInterface({ input: process.stdin });
+rl.on('line', (line) => {
+  const cmd = line.trim();
+  log(`command ${cmd}`);
+  if (cmd === 'go' && paused) {
+    paused = false;
+    wake?.();
+  } else if (cmd === 'pause') {
+    if (paused && activeSince === null) emit({ event: 'paused' }); // already idle
+    paused = true;
+  }
+});
+rl.on('close', finish);
+// One request per route before anything is measured: a route's first answer may include
+// loading its code (slow under Wine), which is start-up, not control-plane cost.
+const warm = {};
+for (const p of paths) {
+  await get(p, 30000);
+  warm[p] = Object.keys(stats[p].status).join(',') || 'no answer';
+  stats[p] = { n: 0, bytes: 0, status: {}, ms: 0 };
+}
+errors = 0;
+emit({ event: 'ready', warm });
+loop();
