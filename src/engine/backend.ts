@@ -106,6 +106,11 @@ export interface Backend extends PinnedAllocator {
   finishConnect(sock: Sock): number;
   recv(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult;
   send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult;
+  /**
+   * Completes (0 bytes) once data or EOF can be read, without holding a buffer: how an idle
+   * connection waits. IOCP: a zero-byte WSARecv; io_uring: POLL_ADD(POLLIN).
+   */
+  waitReadable(sock: Sock, rec: RecordMemory): StartResult;
   /** Bytes transferred by an op that finished inline. */
   inlineBytes(rec: RecordMemory): number;
   /** The decoded result a completed op left in its record (0 = success). */

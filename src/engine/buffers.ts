@@ -1,54 +1,42 @@
-// I/O data buffers: fixed-size blocks of pinned memory, lent to one op at a time and returned to
-// the pool only with that op's record, after its completion was dequeued.
+// I/O data buffers: blocks of pinned memory, lent to one op at a time and returned only with that
+// op's record, after its completion was dequeued. Each block is its own allocation, and at most
+// `keepFree` returned blocks are kept for reuse, so memory goes back after a burst of traffic
+// (idle connections hold no buffer at all: see pipe.ts).
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
-const BLOCKS_PER_SLAB = 64;
-
 export class BufferPool {
-  private readonly slabs: PinnedBlock[] = [];
   private readonly free: PinnedBlock[] = [];
   private lent = 0;
 
   constructor(
     private readonly alloc: PinnedAllocator,
     readonly blockSize: number,
+    private readonly keepFree = 256,
   ) {}
 
   acquire(): PinnedBlock {
-    let block = this.free.pop();
-    if (!block) {
-      const slab = this.alloc.allocPinned(this.blockSize * BLOCKS_PER_SLAB);
-      this.slabs.push(slab);
-      for (let i = BLOCKS_PER_SLAB - 1; i >= 0; i--) {
-        const off = i * this.blockSize;
-        this.free.push({
-          addr: slab.addr + BigInt(off),
-          bytes: slab.bytes.subarray(off, off + this.blockSize),
-        });
-      }
-      block = this.free.pop() as PinnedBlock;
-    }
     this.lent++;
-    return block;
+    return this.free.pop() ?? this.alloc.allocPinned(this.blockSize);
   }
 
   release(block: PinnedBlock): void {
     this.lent--;
-    this.free.push(block);
+    if (this.free.length < this.keepFree) this.free.push(block);
+    else this.alloc.freePinned(block);
   }
 
   get inUse(): number {
     return this.lent;
   }
 
+  /** Bytes held: lent out plus kept for reuse. */
   get allocatedBytes(): number {
-    return this.slabs.length * BLOCKS_PER_SLAB * this.blockSize;
+    return (this.lent + this.free.length) * this.blockSize;
   }
 
   destroy(): void {
     if (this.lent > 0) throw new Error(`${this.lent} buffers still lent`);
-    for (const s of this.slabs) this.alloc.freePinned(s);
-    this.slabs.length = 0;
+    for (const b of this.free) this.alloc.freePinned(b);
     this.free.length = 0;
   }
 }

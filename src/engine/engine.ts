@@ -98,6 +98,8 @@ export class Engine implements EngineCore, CompletionSink {
     keyMismatches: 0,
     strayCompletions: 0,
     connectionsClosed: 0,
+    /** Idle buffered reads the engine cancelled to give their buffer back. */
+    parked: 0,
     heartbeatsSent: 0,
     heartbeatsSeen: 0,
     lastHeartbeatSeenAt: 0,
@@ -109,6 +111,7 @@ export class Engine implements EngineCore, CompletionSink {
   private inlineHead = 0;
   private inlineScheduled = false;
   private readonly inlineBudgetMs: number;
+  private readonly parkAfterMs: number;
   private nextListener = 1;
   private nextConnection = 1;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -129,6 +132,7 @@ export class Engine implements EngineCore, CompletionSink {
     this.buffers = new BufferPool(backend, config.bufferSize ?? ENGINE_DEFAULTS.bufferSize);
     this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
     this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
+    this.parkAfterMs = config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs;
   }
 
   start(): void {
@@ -227,7 +231,9 @@ export class Engine implements EngineCore, CompletionSink {
     this.stats.completions++;
     const latency = (performance.now() - rec.issuedAt) / 1000;
     let errorName: string | null = null;
-    if (code !== 0) {
+    if (rec.parking && code === this.backend.codes.operationAborted) {
+      this.stats.parked++; // the engine's own cancel of an idle read: not an error
+    } else if (code !== 0) {
       errorName = this.backend.errorName(code);
       this.countError(rec.kind, errorName);
       if (this.events.active && code !== this.backend.codes.operationAborted)
@@ -551,17 +557,19 @@ export class Engine implements EngineCore, CompletionSink {
     this.logger(level, obj, msg);
   }
 
-  /** Idle and connect timeouts. */
+  /** Idle and connect timeouts; parking of idle reads. */
   private sweep(): void {
     const now = performance.now();
+    const parkBefore = now - this.parkAfterMs;
     for (const conn of this.connections.values()) {
       if (conn.state === 'connecting') {
         if (conn.connectDeadline > 0 && now > conn.connectDeadline) conn.connectTimeout();
         continue;
       }
       const idle = this.listenerConfig(conn.listener)?.idleTimeoutMs ?? 0;
-      if (conn.state === 'open' && idle > 0 && now - conn.lastActivity > idle)
-        conn.close('idle-timeout', false);
+      if (conn.state !== 'open') continue;
+      if (idle > 0 && now - conn.lastActivity > idle) conn.close('idle-timeout', false);
+      else for (const p of conn.pipes) p.park(parkBefore);
     }
   }
 

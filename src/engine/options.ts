@@ -43,10 +43,13 @@ export interface EngineConfig {
   traceDepth?: number;
   /** Longest stretch spent completing inline results before yielding to the event loop. */
   inlineBudgetMs?: number;
+  /** A buffered read pending this long is swapped for a bufferless wait (idle memory). */
+  parkAfterMs?: number;
 }
 
 export const ENGINE_DEFAULTS = {
-  bufferSize: 16 * 1024,
+  bufferSize: 64 * 1024,
   traceDepth: 16,
   inlineBudgetMs: 4,
+  parkAfterMs: 1000,
 } as const;

@@ -29,6 +29,8 @@ export class OpRecord implements RecordMemory {
   /** Result of an op that finished inline, until the engine completes it from its queue. */
   inlineCode = 0;
   inlineBytes = 0;
+  /** Cancelled by the engine to give its buffer back (an idle read), not by anyone else. */
+  parking = false;
   /** Who started the op; the engine's object (listener or connection side). */
   owner: unknown = null;
   /** Data buffer lent to the op, returned with the record. */
@@ -125,6 +127,7 @@ export class OpPool {
     rec.keyEntry = null;
     rec.buffer = null;
     rec.acceptSock = -1;
+    rec.parking = false;
     this.inFlightCount--;
     this.free.push(rec);
   }

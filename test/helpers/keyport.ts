@@ -28,9 +28,11 @@ export const BACKEND = process.env.KEYPORT_TEST_BACKEND ?? 'iocp';
 /** Where the backends must differ: the names of errors (Win32 on IOCP, errno on io_uring). */
 export const ERR =
   BACKEND === 'uring'
-    ? { reset: 'ECONNRESET', aborted: 'ECANCELED', refused: 'ECONNREFUSED' }
+    ? { reset: /ECONNRESET/, aborted: 'ECANCELED', refused: 'ECONNREFUSED' }
     : {
-        reset: 'ERROR_NETNAME_DELETED',
+        // A reset completes a pending WSARecv with ERROR_NETNAME_DELETED; a WSARecv posted
+        // after the RST arrived fails at once with WSAECONNRESET.
+        reset: /ERROR_NETNAME_DELETED|WSAECONNRESET/,
         aborted: 'ERROR_OPERATION_ABORTED',
         refused: 'ERROR_CONNECTION_REFUSED',
       };

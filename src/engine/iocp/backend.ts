@@ -310,6 +310,11 @@ export class IocpBackend implements Backend {
     return this.started(rc === 0, rec);
   }
 
+  /** A zero-byte WSARecv completes when data (or the FIN) arrives, and reads nothing. */
+  waitReadable(sock: Sock, rec: RecordMemory): StartResult {
+    return this.recv(sock, rec, 0n, 0);
+  }
+
   send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
     this.resetOverlapped(rec);
     rec.view.setUint32(REC_WSABUF, len, true);

@@ -42,8 +42,10 @@ import {
   OP_ASYNC_CANCEL,
   OP_CONNECT,
   OP_NOP,
+  OP_POLL_ADD,
   OP_RECV,
   OP_SEND,
+  POLLIN,
   RECORD_HEADER_SIZE,
   SQ_CQ_OVERFLOW,
   SQ_TASKRUN,
@@ -493,6 +495,11 @@ export class UringBackend implements Backend {
 
   recv(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
     return this.startOp('recv', rec, OP_RECV, sock, buf, len, 0n, 0);
+  }
+
+  /** POLL_ADD(POLLIN): completes with the ready mask once data or EOF can be read. */
+  waitReadable(sock: Sock, rec: RecordMemory): StartResult {
+    return this.startOp('recv', rec, OP_POLL_ADD, sock, 0n, 0, 0n, POLLIN);
   }
 
   send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {

@@ -66,12 +66,23 @@ export const CQE_RES = 8;
 export const CQE_FLAGS = 12;
 
 export const OP_NOP = 0;
+export const OP_POLL_ADD = 6;
+/** poll(2)'s POLLIN, in the SQE's poll32_events (op_flags) for POLL_ADD. */
+export const POLLIN = 0x1;
 export const OP_ACCEPT = 13;
 export const OP_ASYNC_CANCEL = 14;
 export const OP_CONNECT = 16;
 export const OP_SEND = 26;
 export const OP_RECV = 27;
-export const REQUIRED_OPS = [OP_NOP, OP_ACCEPT, OP_ASYNC_CANCEL, OP_CONNECT, OP_SEND, OP_RECV];
+export const REQUIRED_OPS = [
+  OP_NOP,
+  OP_POLL_ADD,
+  OP_ACCEPT,
+  OP_ASYNC_CANCEL,
+  OP_CONNECT,
+  OP_SEND,
+  OP_RECV,
+];
 
 export const CANCEL_ALL = 1 << 0;
 export const CANCEL_FD = 1 << 1;
