@@ -44,16 +44,23 @@ function runTap(args, backend) {
       env: { ...process.env, KEYPORT_TEST_BACKEND: backend },
     });
     let tail = '';
+    let all = '';
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       tail = (tail + d.toString()).slice(-4096);
+      all += d.toString().includes('no tests found') ? ' no tests found ' : '';
     });
     child.on('exit', (c, s) => {
       // tap's base reporter ends with "# { total: N, pass: N, fail: N, skip: N }".
       const counts = { total: 0, pass: 0, fail: 0, skip: 0 };
       const m = tail.match(/# \{ ([^}]*) \}/);
       if (m) for (const [, k, v] of m[1].matchAll(/(\w+): (\d+)/g)) counts[k] = Number(v);
-      resolve({ code: c ?? (s ? 1 : 0), counts });
+      // A file that dies before its first test is reported by tap as "no tests found" (a
+      // skip): count it as the failure it is.
+      const crashed = all !== '';
+      if (crashed) counts.fail += 1;
+      const code = c ?? (s ? 1 : 0);
+      resolve({ code: code || (crashed ? 1 : 0), counts });
     });
   });
 }

@@ -6,11 +6,11 @@ import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { portOf, request } from './helpers/http.js';
-import { ROOT, startKeyport } from './helpers/keyport.js';
+import { OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { connect, readBytes } from './helpers/tcp.js';
 
 const TOKEN = 'fuzzing-token-0123456789';
-const cfg = join(ROOT, 'test-output', `abuse-${process.pid}.json`);
+const cfg = join(OUT_DIR, `abuse-${process.pid}.json`);
 writeFileSync(
   cfg,
   JSON.stringify({

@@ -170,6 +170,33 @@ t.test('an upstream that accepts but never answers is closed by the idle timeout
   t.match(k.output(), `"listener":"${l.id}","reason":"idle-timeout"`);
 });
 
+t.test(
+  'a trickling (slowloris) client is cut off when it brings less than idleMinBytes per window',
+  async (t) => {
+    const l = await newListener({ mode: 'echo', idleTimeoutMs: 800, idleMinBytes: 64 });
+    const s = await connect(l.port);
+    const end = closed(s);
+    const trickle = setInterval(() => s.writable && s.write('x'), 100); // ~8 B per window
+    const how = await end;
+    clearInterval(trickle);
+    t.equal(how.how, 'end', 'the trickling client was closed (EOF)');
+    await until(
+      async () => k.output(),
+      (o) => o.includes(`"listener":"${l.id}","reason":"too-slow`),
+    );
+    t.match(k.output(), new RegExp(`"listener":"${l.id}","reason":"too-slow: \\d+ B in 800 ms"`));
+    // A client that keeps up is left alone.
+    const fast = await connect(l.port);
+    for (let i = 0; i < 12; i++) {
+      fast.write('y'.repeat(100));
+      await readBytes(fast, 100);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(!fast.destroyed, 'a client above the floor stays connected past the window');
+    fast.destroy();
+  },
+);
+
 t.test('an upstream FIN mid-stream reaches the client after all its data', async (t) => {
   const body = payload(500_000);
   const up = await upstream((s) => s.end(body));

@@ -5,11 +5,11 @@ import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
 import { portOf, request } from './helpers/http.js';
-import { ROOT, startKeyport } from './helpers/keyport.js';
+import { OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { connect, freePort, readBytes, until } from './helpers/tcp.js';
 
 t.test('SIGTERM under load drains within the deadline', async (t) => {
-  const cfg = join(ROOT, 'test-output', `deadline-${process.pid}.json`);
+  const cfg = join(OUT_DIR, `deadline-${process.pid}.json`);
   writeFileSync(
     cfg,
     JSON.stringify({

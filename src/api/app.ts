@@ -9,9 +9,11 @@ import type { EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
 import { commandRoutes } from './routes/commands.js';
 import { engineViewRoutes } from './routes/engine-views.js';
+import { eventRoutes } from './routes/events.js';
 import { healthzRoutes } from './routes/healthz.js';
 import { type MetricsSource, metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
+import { uiRoutes } from './routes/ui.js';
 import {
   ConnectionDetail,
   ConnectionView,
@@ -95,6 +97,11 @@ export function buildApi(opts: BuildApiOptions) {
   app.register(engineViewRoutes, { control: opts.control });
   app.register(metricsRoutes, { metrics: opts.metrics });
   app.register(commandRoutes, { control: opts.control });
+  app.register(eventRoutes, { control: opts.control });
+  // The live status page at / (its assets under /ui/), served from the package itself.
+  app.register(uiRoutes, {
+    auth: { tokenRequired: Boolean(opts.auth?.token), protect: opts.auth?.protect ?? 'commands' },
+  });
   app.register(openapiRoutes);
   // A human page for the same spec, its assets served by keyport itself (no external requests).
   app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });

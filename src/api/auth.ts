@@ -1,6 +1,6 @@
 // Bearer-token protection. Commands always need the token when one is configured; with
-// protect = 'all' every route but /healthz and the API docs does. Comparison is constant-time (over SHA-256
-// digests, so the token's length does not leak either).
+// protect = 'all' every route but /healthz, the API docs and the status page's shell does.
+// Comparison is constant-time (over SHA-256 digests, so the token's length does not leak either).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { errorBody } from './errors.js';
@@ -17,12 +17,15 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   const expected = digest(opts.token);
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0];
-    // Liveness, and the API's own description, stay open.
+    // Liveness, the API's own description, and the status page's shell (its HTML, scripts and
+    // /ui/config; no engine data: the page asks for the token before it reads any) stay open.
     if (
       path === '/healthz' ||
       path === '/openapi.json' ||
       path === '/docs' ||
-      path?.startsWith('/docs/')
+      path?.startsWith('/docs/') ||
+      path === '/' ||
+      path?.startsWith('/ui/')
     )
       return;
     const isRead = req.method === 'GET' || req.method === 'HEAD';

@@ -35,6 +35,9 @@ export class Connection implements OpOwner {
   state: ConnectionState = 'connecting';
   readonly createdAt = Date.now();
   lastActivity = performance.now();
+  /** Start of the current idle-timeout window, and the bytes received from either peer in it. */
+  windowStart = performance.now();
+  windowBytes = 0;
   upstream: Endpoint | null = null;
   pipes: Pipe[] = [];
   closeReason: string | null = null;
@@ -75,6 +78,11 @@ export class Connection implements OpOwner {
 
   touch(): void {
     this.lastActivity = performance.now();
+  }
+
+  /** Bytes received (from the client or the upstream): progress for the idle/slow check. */
+  received(bytes: number): void {
+    this.windowBytes += bytes;
   }
 
   /** Forward mode: resolve the target now (names may change), then ConnectEx. */

@@ -23,6 +23,7 @@ export interface ListenerSnapshot {
   onLimit: 'wait' | 'reset';
   rejectedTotal: number;
   idleTimeoutMs: number;
+  idleMinBytes: number;
   connectTimeoutMs: number;
   acceptedTotal: number;
   createdAt: string;
@@ -135,6 +136,7 @@ export class EngineControl {
       onLimit: cfg.onLimit,
       rejectedTotal: l.rejectedTotal,
       idleTimeoutMs: cfg.idleTimeoutMs,
+      idleMinBytes: cfg.idleMinBytes,
       connectTimeoutMs: cfg.connectTimeoutMs,
       acceptedTotal: l.acceptedTotal,
       createdAt: iso(l.createdAt),

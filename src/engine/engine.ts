@@ -568,8 +568,23 @@ export class Engine implements EngineCore, CompletionSink {
       }
       const idle = this.listenerConfig(conn.listener)?.idleTimeoutMs ?? 0;
       if (conn.state !== 'open') continue;
-      if (idle > 0 && now - conn.lastActivity > idle) conn.close('idle-timeout', false);
-      else for (const p of conn.pipes) p.park(parkBefore);
+      if (idle > 0 && now - conn.windowStart >= idle) {
+        // Each idle window must bring at least idleMinBytes: nothing at all is idle, a trickle
+        // below the floor (slowloris) is too slow. Either closes the connection.
+        const min = this.listenerConfig(conn.listener).idleMinBytes;
+        if (conn.windowBytes < min) {
+          conn.close(
+            conn.windowBytes === 0
+              ? 'idle-timeout'
+              : `too-slow: ${conn.windowBytes} B in ${idle} ms`,
+            false,
+          );
+          continue;
+        }
+        conn.windowStart = now;
+        conn.windowBytes = 0;
+      }
+      for (const p of conn.pipes) p.park(parkBefore);
     }
   }
 

@@ -22,6 +22,11 @@ export interface ListenerConfig {
   onLimit?: 'wait' | 'reset';
   /** Close a connection after this long without traffic (0 = never). */
   idleTimeoutMs?: number;
+  /**
+   * Bytes that must arrive (from either peer) in each idleTimeoutMs window; fewer closes the
+   * connection (1 = any traffic keeps it open; more = a trickling slowloris client is cut off).
+   */
+  idleMinBytes?: number;
   /** Give up on an upstream that does not accept within this time. */
   connectTimeoutMs?: number;
   backlog?: number;
@@ -32,6 +37,7 @@ export const LISTENER_DEFAULTS = {
   maxConnections: 10_000,
   onLimit: 'wait',
   idleTimeoutMs: 300_000,
+  idleMinBytes: 1,
   connectTimeoutMs: 10_000,
   backlog: 511,
 } as const;

@@ -101,6 +101,7 @@ export class Pipe implements OpOwner {
         return;
       }
       this.from.bytesIn += bytes;
+      conn.received(bytes);
       this.offset = 0;
       this.length = bytes;
       this.write(buf);

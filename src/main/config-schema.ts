@@ -47,6 +47,14 @@ export const ListenerInput = Type.Object(
         description: 'Close after this long without traffic; 0 = never (default 300000)',
       }),
     ),
+    idleMinBytes: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_073_741_824,
+        description:
+          'Bytes that must arrive in each idleTimeoutMs window, or the connection is closed (default 1: any traffic; raise it to cut off trickling slowloris clients)',
+      }),
+    ),
     connectTimeoutMs: Type.Optional(
       Type.Integer({
         minimum: 1,
@@ -105,8 +113,29 @@ export const ConfigFile = Type.Object(
     engine: Type.Optional(
       Type.Object(
         {
-          bufferSize: Type.Optional(Type.Integer({ minimum: 512, maximum: 1_048_576 })),
-          traceDepth: Type.Optional(Type.Integer({ minimum: 1, maximum: 1024 })),
+          bufferSize: Type.Optional(
+            Type.Integer({
+              minimum: 512,
+              maximum: 1_048_576,
+              description:
+                'Bytes per I/O buffer; a relay direction holds at most one while data flows (default 65536)',
+            }),
+          ),
+          traceDepth: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1024,
+              description: 'Completions kept per connection for its trace (default 16)',
+            }),
+          ),
+          parkAfterMs: Type.Optional(
+            Type.Integer({
+              minimum: 10,
+              maximum: 3_600_000,
+              description:
+                'A read pending this long without data gives its buffer back and waits with a zero-byte read (default 1000)',
+            }),
+          ),
         },
         { additionalProperties: false },
       ),

@@ -81,6 +81,7 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
     ...(input.acceptDepth !== undefined ? { acceptDepth: input.acceptDepth } : {}),
     ...(input.maxConnections !== undefined ? { maxConnections: input.maxConnections } : {}),
     ...(input.onLimit !== undefined ? { onLimit: input.onLimit } : {}),
+    ...(input.idleMinBytes !== undefined ? { idleMinBytes: input.idleMinBytes } : {}),
     ...(input.idleTimeoutMs !== undefined ? { idleTimeoutMs: input.idleTimeoutMs } : {}),
     ...(input.connectTimeoutMs !== undefined ? { connectTimeoutMs: input.connectTimeoutMs } : {}),
   };
@@ -158,6 +159,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   const engine: EngineConfig = {};
   if (file.engine?.bufferSize) engine.bufferSize = file.engine.bufferSize;
   if (file.engine?.traceDepth) engine.traceDepth = file.engine.traceDepth;
+  if (file.engine?.parkAfterMs) engine.parkAfterMs = file.engine.parkAfterMs;
 
   return {
     api,

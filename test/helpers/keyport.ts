@@ -5,7 +5,9 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
-const OUT_DIR = join(ROOT, 'test-output');
+/** Where tests write logs, configs and screenshots (git-ignored); exists once this module loads. */
+export const OUT_DIR = join(ROOT, 'test-output');
+mkdirSync(OUT_DIR, { recursive: true });
 
 export interface Keyport {
   readonly api: string;

@@ -38,6 +38,7 @@ export const ListenerView = Type.Object(
     }),
     rejectedTotal: Type.Integer({ description: 'Clients reset at the connection limit' }),
     idleTimeoutMs: Type.Integer(),
+    idleMinBytes: Type.Integer({ description: 'Bytes each idle window must bring' }),
     connectTimeoutMs: Type.Integer(),
     acceptedTotal: Type.Integer(),
     createdAt: Type.String({ format: 'date-time' }),

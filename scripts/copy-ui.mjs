@@ -1,0 +1,10 @@
+#!/usr/bin/env node
+// Part of `npm run build`: copies the status page's files (src/api/ui/, plain HTML/CSS/JS that
+// the browser runs as is) next to the compiled routes, into dist/api/ui/.
+import { cpSync, rmSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const from = fileURLToPath(new URL('../src/api/ui/', import.meta.url));
+const to = fileURLToPath(new URL('../dist/api/ui/', import.meta.url));
+rmSync(to, { recursive: true, force: true });
+cpSync(from, to, { recursive: true });
