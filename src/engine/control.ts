@@ -208,11 +208,8 @@ export class EngineControl {
       if (filter.kind && rec.kind !== filter.kind) continue;
       if (filter.minAgeMs !== undefined && age < filter.minAgeMs) continue;
       const owner = rec.keyEntry?.owner ?? null;
-      const connection = owner?.kind === 'connection' ? owner.id : null;
+      const { connection, listener } = this.engine.ownerIds(rec.keyEntry);
       if (filter.connection && connection !== filter.connection) continue;
-      let listener: string | null = null;
-      if (owner?.kind === 'listener') listener = owner.id;
-      else if (connection) listener = this.engine.connections.get(connection)?.listener.id ?? null;
       out.push({
         record: rec.addressHex,
         op: rec.kind,

@@ -269,8 +269,7 @@ export class Engine implements EngineCore, CompletionSink {
   }
 
   private emitError(rec: OpRecord, errorName: string): void {
-    const owner = rec.keyEntry?.owner;
-    const connection = owner?.kind === 'connection' ? owner.id : null;
+    const { connection, listener } = this.ownerIds(rec.keyEntry);
     this.events.emit({
       type: 'error',
       at: Date.now(),
@@ -278,13 +277,16 @@ export class Engine implements EngineCore, CompletionSink {
       error: errorName,
       key: rec.keyEntry?.keyHex ?? '',
       connection,
-      listener:
-        owner?.kind === 'listener'
-          ? owner.id
-          : connection
-            ? (this.connections.get(connection)?.listener.id ?? null)
-            : null,
+      listener,
     });
+  }
+
+  /** The connection and the listener a key belongs to, for views and events. */
+  ownerIds(key: KeyEntry | null): { connection: string | null; listener: string | null } {
+    const owner = key?.owner;
+    if (owner?.kind === 'listener') return { connection: null, listener: owner.id };
+    if (owner?.kind !== 'connection') return { connection: null, listener: null };
+    return { connection: owner.id, listener: this.connections.get(owner.id)?.listener.id ?? null };
   }
 
   private settleCancel(rec: OpRecord, errorName: string | null, bytes: number): void {
@@ -305,19 +307,13 @@ export class Engine implements EngineCore, CompletionSink {
     if (!rec?.inFlight || !rec.keyEntry) return 'not-found';
     const key = rec.keyEntry;
     if (key.sock < 0) return 'not-cancellable'; // the heartbeat is a posted packet, not I/O
-    const owner = key.owner;
-    const connection = owner?.kind === 'connection' ? owner.id : null;
+    const { connection, listener } = this.ownerIds(key);
     const outcome: CancelOutcome = {
       record: rec.addressHex,
       op: rec.kind,
       key: key.keyHex,
       connection,
-      listener:
-        owner?.kind === 'listener'
-          ? owner.id
-          : connection
-            ? (this.connections.get(connection)?.listener.id ?? null)
-            : null,
+      listener,
       cancelRequested: false,
       cancelError: null,
       completed: false,

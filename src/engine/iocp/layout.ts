@@ -26,6 +26,3 @@ export const REC_ADDRS = 80; // AcceptEx local+remote address output / ConnectEx
 export const ACCEPT_ADDR_LEN = 28 + 16;
 export const REC_ADDRS_LEN = 2 * ACCEPT_ADDR_LEN;
 export const RECORD_SIZE = 192;
-
-export const SOCKADDR_IN_SIZE = 16;
-export const SOCKADDR_IN6_SIZE = 28;

@@ -107,6 +107,3 @@ export const HDR_OPCODE = 12; // u8: IORING_OP_*
 export const HDR_KEY = 16; // u64: the fd's emulated completion key when the op was started
 export const HDR_SOCKADDR = 24; // connect's target sockaddr (≤ 28 B); the kernel reads it at submit
 export const RECORD_HEADER_SIZE = 64;
-
-export const SOCKADDR_IN_SIZE = 16;
-export const SOCKADDR_IN6_SIZE = 28;
