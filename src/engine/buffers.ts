@@ -1,42 +1,62 @@
-// I/O data buffers: blocks of pinned memory, lent to one op at a time and returned only with that
-// op's record, after its completion was dequeued. Each block is its own allocation, and at most
-// `keepFree` returned blocks are kept for reuse, so memory goes back after a burst of traffic
-// (idle connections hold no buffer at all: see pipe.ts).
+// I/O data buffers: fixed-size blocks of pinned memory, lent to one op at a time and returned
+// only with that op's record, after its completion was dequeued. Blocks are carved from slabs
+// large enough that the allocator maps them fresh (zero pages, not resident until the kernel
+// writes into them), so a buffer an idle connection once used for a 64-byte message costs one
+// resident page, not 64 KiB; returned blocks are reused most-recent first (idle connections
+// hold no buffer at all: see pipe.ts).
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
+/** Slabs of at least 1 MiB: above glibc's mmap threshold, so they come from fresh pages. */
+const SLAB_BYTES = 1024 * 1024;
+
 export class BufferPool {
+  private readonly slabs: PinnedBlock[] = [];
   private readonly free: PinnedBlock[] = [];
   private lent = 0;
+  private readonly perSlab: number;
 
   constructor(
     private readonly alloc: PinnedAllocator,
     readonly blockSize: number,
-    private readonly keepFree = 256,
-  ) {}
+  ) {
+    this.perSlab = Math.max(1, Math.floor(SLAB_BYTES / blockSize));
+  }
 
   acquire(): PinnedBlock {
+    let block = this.free.pop();
+    if (!block) {
+      const slab = this.alloc.allocPinned(this.blockSize * this.perSlab);
+      this.slabs.push(slab);
+      for (let i = this.perSlab - 1; i >= 0; i--) {
+        const off = i * this.blockSize;
+        this.free.push({
+          addr: slab.addr + BigInt(off),
+          bytes: slab.bytes.subarray(off, off + this.blockSize),
+        });
+      }
+      block = this.free.pop() as PinnedBlock;
+    }
     this.lent++;
-    return this.free.pop() ?? this.alloc.allocPinned(this.blockSize);
+    return block;
   }
 
   release(block: PinnedBlock): void {
     this.lent--;
-    if (this.free.length < this.keepFree) this.free.push(block);
-    else this.alloc.freePinned(block);
+    this.free.push(block);
   }
 
   get inUse(): number {
     return this.lent;
   }
 
-  /** Bytes held: lent out plus kept for reuse. */
   get allocatedBytes(): number {
-    return (this.lent + this.free.length) * this.blockSize;
+    return this.slabs.length * this.perSlab * this.blockSize;
   }
 
   destroy(): void {
     if (this.lent > 0) throw new Error(`${this.lent} buffers still lent`);
-    for (const b of this.free) this.alloc.freePinned(b);
+    for (const s of this.slabs) this.alloc.freePinned(s);
+    this.slabs.length = 0;
     this.free.length = 0;
   }
 }
