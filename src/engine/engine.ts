@@ -246,6 +246,7 @@ export class Engine implements EngineCore, CompletionSink {
     if (ko?.kind === 'connection') {
       const conn = this.connections.get(ko.id);
       conn?.trace.record(
+        rec.issuedAtWall + latency * 1000, // completion time, without another clock read
         key.keyHex,
         rec.addressHex,
         rec.kind,

@@ -21,8 +21,10 @@ export class OpRecord implements RecordMemory {
   inFlight = false;
   /** performance.now() when the op was issued. */
   issuedAt = 0;
-  /** Wall-clock ms when issued, for the API. */
-  issuedAtWall = 0;
+  /** Wall-clock ms when issued, for the API (derived: no clock read on the hot path). */
+  get issuedAtWall(): number {
+    return performance.timeOrigin + this.issuedAt;
+  }
   key = 0n;
   /** The key-table entry of the socket the op runs on. */
   keyEntry: KeyEntry | null = null;
@@ -113,7 +115,6 @@ export class OpPool {
     rec.owner = owner;
     rec.inFlight = true;
     rec.issuedAt = performance.now();
-    rec.issuedAtWall = Date.now();
     rec.stamp(keyEntry.index);
     this.inFlightCount++;
     return rec;

@@ -21,6 +21,7 @@ export class CompletionTrace {
   constructor(private readonly depth: number) {}
 
   record(
+    at: number,
     key: string,
     record: string,
     op: OpKind,
@@ -32,10 +33,10 @@ export class CompletionTrace {
   ): void {
     let e = this.ring[this.next % this.depth];
     if (!e) {
-      e = { at: 0, key, record, op, side, bytes, status, inline, latencyUs };
+      e = { at, key, record, op, side, bytes, status, inline, latencyUs };
       this.ring.push(e);
     }
-    e.at = Date.now();
+    e.at = at;
     e.key = key;
     e.record = record;
     e.op = op;
