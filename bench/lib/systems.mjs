@@ -312,12 +312,18 @@ function keyport(ctx, backend) {
             KEYPORT_WINDOWS_NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${win}`,
           };
         }
-        return { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+        // Node refuses --cpu-prof in NODE_OPTIONS: natively it goes on the command line.
+        return { NODE_OPTIONS: '' };
       };
+      const nativeProfile =
+        ctx.profileDir && !onWine
+          ? ['--cpu-prof', `--cpu-prof-dir=${ctx.profilePath(name, role)}`]
+          : [];
       const listener =
         role === 'echo' ? `127.0.0.1:${port}=echo` : `127.0.0.1:${port}=forward:${target}`;
       const argv = [
         process.execPath,
+        ...nativeProfile,
         join(ctx.keyportRoot, 'bin', 'keyport.js'),
         '--backend',
         backend,
