@@ -49,10 +49,6 @@ export class BufferPool {
     return this.lent;
   }
 
-  get allocatedBytes(): number {
-    return this.slabs.length * this.perSlab * this.blockSize;
-  }
-
   destroy(): void {
     if (this.lent > 0) throw new Error(`${this.lent} buffers still lent`);
     for (const s of this.slabs) this.alloc.freePinned(s);

@@ -42,7 +42,6 @@ export class Connection implements OpOwner {
   pipes: Pipe[] = [];
   closeReason: string | null = null;
   abortive = false;
-  closedAt = 0;
   connectDeadline = 0;
   private connectTimedOut = false;
   readonly trace: CompletionTrace;
@@ -203,7 +202,6 @@ export class Connection implements OpOwner {
       this.core.releaseKey(ep.key);
     }
     this.state = 'closed';
-    this.closedAt = Date.now();
     this.core.connectionClosed(this);
   }
 }

@@ -272,8 +272,4 @@ export class EngineControl {
   subscribe(fn: EventListener): () => void {
     return this.engine.events.subscribe(fn);
   }
-
-  engineStats() {
-    return { ...this.engine.stats, errors: Object.fromEntries(this.engine.errors) };
-  }
 }

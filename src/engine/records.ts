@@ -145,10 +145,6 @@ export class OpPool {
     return this.inFlightCount;
   }
 
-  get capacity(): number {
-    return this.all.length;
-  }
-
   /** Frees the slabs; only legal when nothing is in flight. */
   destroy(): void {
     if (this.inFlightCount > 0) throw new Error(`${this.inFlightCount} ops still in flight`);

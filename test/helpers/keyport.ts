@@ -116,8 +116,3 @@ export async function startKeyport(
     },
   };
 }
-
-/** Reads a file node.exe wrote (it cannot write to pipes under Wine). */
-export function readOutput(path: string): string {
-  return readFileSync(path, 'utf8');
-}
