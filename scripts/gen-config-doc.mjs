@@ -22,7 +22,7 @@ const FALLBACK = {
   backend: 'Completion backend: auto = iocp on Windows, uring on Linux (default auto)',
   logLevel: 'Log level of the JSON log on stdout (default info)',
   shutdownDeadlineMs:
-    'On SIGINT/SIGTERM/SIGBREAK: close connections gracefully, abort what is left after this long; exit 0 when drained, 3 when it had to abort (default 5000)',
+    'On SIGINT/SIGTERM/SIGBREAK: stop accepting and let open connections run to their end; reset what is left after this long (a second signal resets at once); exit 0 when drained, 3 when it had to reset (default 5000)',
   engine: 'Engine tuning',
   'engine.bufferSize':
     'Bytes of each receive buffer; each relay direction holds at most one (default 16384)',

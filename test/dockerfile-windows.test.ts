@@ -549,8 +549,13 @@ t.test("the service's command under Wine; stop (Ctrl+C, as WinSW sends it) drain
   c.write('x');
   await readBytes(c, 1);
   const eof = closed(c);
-  c.on('end', () => c.end()); // a client that closes when keyport does
   k.child.kill('SIGINT'); // Wine delivers it to node.exe as CTRL_C_EVENT, like WinSW's stop
+  // The drain lets the open connection run to its natural end: the client finishes its
+  // business during the drain, and its stream ends cleanly.
+  await new Promise((r) => setTimeout(r, 500));
+  c.write('y');
+  t.equal((await readBytes(c, 1)).toString(), 'y', 'a connection is still served during the drain');
+  c.end();
   t.match(await eof, { how: 'end' }, 'the client gets a graceful EOF, not a reset');
   t.equal(await k.exited, 0, 'exit 0: drained within shutdownDeadlineMs');
   t.match(k.log(), /SIGINT: shutting down/);

@@ -230,9 +230,10 @@ t.test('every route the docs name is in the API', async (t) => {
 t.test('every metric the docs name is in the exposition', async (t) => {
   const { createMetrics } = await import('../dist/metrics/keyport.js');
   const m = createMetrics({
-    ops: { inFlight: () => [] },
+    ops: { inFlight: () => [], quarantined: 0 },
     listeners: new Map(),
     connections: new Map(),
+    anomalies: { counts: { stray: 0, 'key-mismatch': 0, duplicate: 0 } },
   });
   const body = (await m.render()).body as string;
   const names = new Set(

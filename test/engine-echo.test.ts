@@ -17,6 +17,14 @@ interface Conn {
   remote: string;
   state: string;
 }
+interface TraceEntry {
+  key: string | null;
+  expectedKey: string;
+  keyMismatch: boolean;
+  op: string;
+  status: string;
+  inline: boolean;
+}
 interface Key {
   key: string;
   owner: { kind: string; id: string; side?: string };
@@ -79,15 +87,56 @@ t.test('an idle connection shows exactly one pending recv, under its own key', a
     '/keys lists both connection keys',
   );
   // The trace shows completions on the connection key with named status.
-  const detail = (await k.get(`/connections/${ca.id}`)).body as {
-    trace: Array<{ key: string; op: string; status: string }>;
-  };
-  t.ok(detail.trace.length >= 2, 'trace has the recv and the send');
-  t.ok(detail.trace.every((e) => e.key === ca.key && e.status === 'SUCCESS'));
+  const detail = (await k.get(`/connections/${ca.id}`)).body as { trace: TraceEntry[] };
+  const [accept, ...rest] = detail.trace;
+  t.equal(accept?.op, 'accept', 'the trace starts with the accept');
+  t.ok(rest.length >= 2, 'then the recv and the send');
+  t.ok(
+    rest.every((e) => e.expectedKey === ca.key && !e.keyMismatch && e.status === 'SUCCESS'),
+    'every completion on the connection key, each a success',
+  );
   a.end();
   b.end();
   await Promise.all([closed(a), closed(b)]);
 });
+
+t.test(
+  'the trace shows keys AS DEQUEUED: the accept on the listener key, then its own',
+  async (t) => {
+    // Connect while an accept is pending (it is: the listener keeps 32 posted), then write only
+    // once the connection's first read is pending in the kernel, so both come back as packets.
+    const s = await connect(port);
+    const c = (
+      await until(conns, (x) => x.items.some((i) => i.remote?.endsWith(`:${s.localPort}`)))
+    ).items.find((i) => i.remote?.endsWith(`:${s.localPort}`)) as Conn;
+    await until(
+      () => ops(`?connection=${c.id}`),
+      (o) => o.length === 1 && o[0]?.op === 'recv',
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    s.write('k');
+    await readBytes(s, 1);
+    const detail = (await k.get(`/connections/${c.id}`)).body as { trace: TraceEntry[] };
+    const [accept, first] = detail.trace;
+    t.equal(accept?.op, 'accept');
+    t.equal(accept?.inline, false, 'the accept completed through the port (a packet)');
+    t.equal(accept?.key, listener.key, "the accept's packet carried the LISTENER key");
+    t.equal(accept?.expectedKey, listener.key);
+    t.equal(first?.op, 'recv');
+    t.equal(first?.inline, false, "the connection's first read completed through the port");
+    t.equal(first?.key, c.key, "and its packet carried the CONNECTION's own key");
+    t.not(first?.key, listener.key);
+    t.equal(first?.keyMismatch, false);
+    const events = (await k.get('/readyz')).body as { anomalies: Record<string, number> };
+    t.same(
+      events.anomalies,
+      { stray: 0, keyMismatch: 0, duplicate: 0, quarantinedRecords: 0 },
+      'no completion was refused',
+    );
+    s.end();
+    await closed(s);
+  },
+);
 
 t.test(
   'an idle connection gives its buffer back: its pending recv becomes a bufferless wait',

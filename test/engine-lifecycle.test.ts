@@ -31,24 +31,70 @@ t.test('GC pressure: echo stays byte-exact while gc() runs every 2 ms', async (t
   t.equal((await k.get('/healthz')).status, 200, 'still alive');
 });
 
-t.test('SIGTERM with ops in flight exits promptly and cleanly', async (t) => {
+t.test(
+  'SIGTERM with idle clients: a drain waits for them, then resets them at the deadline',
+  async (t) => {
+    const k = await startKeyport(['--listener', '127.0.0.1:0=echo']); // shutdownDeadlineMs: 5000
+    const port = Number(
+      ((await k.get('/listeners')).body as { items: Array<{ address: string }> }).items[0]?.address
+        .split(':')
+        .pop(),
+    );
+    const clients = await Promise.all(Array.from({ length: 10 }, () => connect(port)));
+    const ends = clients.map(
+      (c) =>
+        new Promise<string>((resolve) => {
+          c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+          c.on('end', () => resolve('EOF'));
+        }),
+    );
+    await until(
+      async () => ((await k.get('/ops?kind=recv')).body as { total: number }).total,
+      (n) => n === 10,
+    );
+    // Two of them finish their business during the drain: they are served to the end.
+    const started = Date.now();
+    k.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 500));
+    for (const c of clients.slice(0, 2)) c.end();
+    const code = await k.exited;
+    const took = Date.now() - started;
+    t.equal(code, 3, 'exit code 3: the drain had to reset what was left');
+    t.ok(took >= 4500 && took < 15_000, `the drain waited for the deadline (${took} ms)`);
+    t.match(k.output(), /(SIGINT|SIGTERM): shutting down/, 'a graceful shutdown ran');
+    const seen = await Promise.all(ends);
+    t.same(seen.slice(0, 2), ['EOF', 'EOF'], 'clients that ended during the drain got a clean FIN');
+    t.ok(
+      seen.slice(2).every((e) => e === 'ECONNRESET'),
+      `the 8 left at the deadline were reset (${seen.slice(2).join(',')})`,
+    );
+    for (const c of clients) c.destroy();
+  },
+);
+
+t.test('a second SIGTERM during the drain resets what is left at once', async (t) => {
   const k = await startKeyport(['--listener', '127.0.0.1:0=echo']);
   const port = Number(
     ((await k.get('/listeners')).body as { items: Array<{ address: string }> }).items[0]?.address
       .split(':')
       .pop(),
   );
-  const clients = await Promise.all(Array.from({ length: 10 }, () => connect(port)));
-  for (const c of clients) c.on('error', () => {});
+  const c = await connect(port);
+  const end = new Promise<string>((resolve) => {
+    c.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+    c.on('end', () => resolve('EOF'));
+  });
   await until(
     async () => ((await k.get('/ops?kind=recv')).body as { total: number }).total,
-    (n) => n === 10,
+    (n) => n === 1,
   );
   const started = Date.now();
-  const code = await k.stop();
-  const took = Date.now() - started;
-  t.equal(code, 0, 'exit code 0: drained before the deadline');
-  t.ok(took < 15_000, `exited in ${took} ms`);
-  t.match(k.output(), /(SIGINT|SIGTERM): shutting down/, 'a graceful shutdown ran');
-  for (const c of clients) c.destroy();
+  k.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 500));
+  k.proc.kill('SIGTERM');
+  const code = await k.exited;
+  t.equal(code, 3, 'exit code 3');
+  t.ok(Date.now() - started < 4000, 'well before the 5 s deadline');
+  t.equal(await end, 'ECONNRESET', 'the client was reset');
+  c.destroy();
 });

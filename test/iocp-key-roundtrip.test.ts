@@ -7,9 +7,8 @@ import { join } from 'node:path';
 import t from 'tap';
 import { ROOT } from './helpers/keyport.js';
 
-const script = join(ROOT, 'dist', 'engine', 'iocp', 'selftest.js');
-
-async function runSelftest(): Promise<string> {
+async function runSelftest(name = 'selftest'): Promise<string> {
+  const script = join(ROOT, 'dist', 'engine', 'iocp', `${name}.js`);
   if (process.platform === 'win32') {
     return new Promise((res, rej) => {
       const p = spawn(process.execPath, [script], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -21,7 +20,7 @@ async function runSelftest(): Promise<string> {
   const { runWindowsNode } = await import('../dist/launcher/wine.js');
   const dir = join(ROOT, 'test-output');
   mkdirSync(dir, { recursive: true });
-  const log = join(dir, `selftest-${process.pid}.log`);
+  const log = join(dir, `${name}-${process.pid}.log`);
   rmSync(log, { force: true });
   const child = runWindowsNode(script, [], { logFile: log });
   const code = await new Promise<number | null>((res) => child.on('exit', res));
@@ -55,3 +54,33 @@ t.test('a completion posted with key 100 comes back with key 100 and its own rec
   t.equal(r.dequeued.batch, 1, 'one packet, one entry in the batch');
   t.not(r.posted.record, '0x0000000000000000');
 });
+
+t.test(
+  'on real sockets, any key comes back verbatim: small, past 32 bits, top bit set',
+  async (t) => {
+    const out = await runSelftest('selftest-keys');
+    const r = JSON.parse(out.trim().split('\n').pop() ?? '') as {
+      platform: string;
+      listenerKey: string;
+      results: Array<{
+        associated: string;
+        acceptDequeuedKey: string;
+        acceptRecordMatches: boolean;
+        recvDequeuedKey: string;
+        recvRecordMatches: boolean;
+        recvBytes: number;
+        recvStatus: number;
+      }>;
+    };
+    t.equal(r.platform, 'win32 x64', 'ran on the Windows code path');
+    t.equal(r.results.length, 5);
+    for (const x of r.results) {
+      t.equal(x.acceptDequeuedKey, r.listenerKey, `AcceptEx completed with the LISTENER key`);
+      t.ok(x.acceptRecordMatches, 'and named its own record');
+      t.equal(x.recvDequeuedKey, x.associated, `key 0x${x.associated} dequeued verbatim`);
+      t.ok(x.recvRecordMatches, 'the WSARecv packet named its own record');
+      t.equal(x.recvBytes, 1);
+      t.equal(x.recvStatus, 0);
+    }
+  },
+);

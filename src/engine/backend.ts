@@ -37,21 +37,42 @@ export interface RecordMemory {
 }
 
 /**
- * Result of starting an op:
- *  - PENDING: a completion will be dequeued later;
- *  - otherwise the op finished inline (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, or an immediate
- *    error that posts no packet): the value is the Win32/errno code (0 = success) and the
- *    engine completes it itself, queued, through the same path as a dequeued completion.
+ * An op as data (DESIGN §1.2): the record carries its own arguments, so either backend submits
+ * it the same way and nothing about an op lives in a closure.
+ */
+export interface OpData extends RecordMemory {
+  readonly kind: OpKind;
+  /** The socket the op runs on (the listening socket for an accept). */
+  readonly sock: Sock;
+  /** accept on IOCP: the socket created beforehand that receives the connection; else -1. */
+  readonly acceptSock: Sock;
+  /** Where the data goes or comes from; 0n with length 0 on a recv is a bufferless wait. */
+  readonly bufAddr: bigint;
+  readonly length: number;
+  /** connect: the address to connect to. */
+  readonly peer: SocketAddress | null;
+}
+
+/** Finds the op record a completion names (its address), for backends that read their header. */
+export type RecordLookup = (addr: number) => RecordMemory | undefined;
+
+/**
+ * Result of submitting an op:
+ *  - PENDING: exactly one completion will be dequeued later;
+ *  - otherwise the op finished inline and NO packet will come (FILE_SKIP_COMPLETION_PORT_ON_SUCCESS
+ *    in effect on that socket, or an immediate error): the value is the Win32/errno code
+ *    (0 = success) and the engine completes it itself, queued, through the same path.
  */
 export const PENDING = -1;
 export type StartResult = number;
 
 /**
- * Called for each dequeued completion: the key the socket was associated with and the address
- * of the op record, which identifies the op. The op's status stays in the record (resultCode).
+ * Called for each dequeued completion with what the port (or the CQ) returned, untouched: the
+ * key the packet carried, the record address it named, the byte count and the status (a
+ * Win32/errno code, 0 = success). Nothing is read back from keyport's own tables to make it.
  */
 export interface CompletionSink {
-  completion(key: bigint, recordAddr: number, bytes: number): void;
+  completion(key: bigint, recordAddr: number, bytes: number, status: number): void;
   /** Called once per dequeued batch, after its completions, with the batch size. */
   batch(size: number): void;
 }
@@ -80,8 +101,11 @@ export interface Backend extends PinnedAllocator {
    */
   readonly preCreatesAcceptSocket: boolean;
 
-  /** Starts dequeuing completions into `sink` without blocking the event loop. */
-  start(sink: CompletionSink): void;
+  /**
+   * Starts dequeuing completions into `sink` without blocking the event loop. `records` finds
+   * a record by address, for a backend that keeps its own header in it (io_uring).
+   */
+  start(sink: CompletionSink, records: RecordLookup): void;
   /** Wakes and stops the dequeue loop; resolves when no thread is parked in the kernel. */
   stop(): Promise<void>;
 
@@ -93,37 +117,46 @@ export interface Backend extends PinnedAllocator {
   /** Ties the socket to the completion port (or the emulated key table) under `key`. */
   associate(sock: Sock, key: bigint): void;
 
-  accept(listenSock: Sock, acceptSock: Sock, rec: RecordMemory): StartResult;
+  /**
+   * Hands an op to the kernel: accept, connect, recv (a bufferless wait when length is 0), send.
+   * The record must be released only after its completion was dequeued or, for an inline
+   * result, handled.
+   */
+  submit(op: OpData): StartResult;
   /**
    * After a successful accept: the new connection's socket (IOCP: `acceptSock`; io_uring: the
-   * fd the kernel returned, read from the record). -1 if the accept failed.
+   * fd the kernel returned, left in the record). -1 if the accept failed.
    */
   acceptedSocket(rec: RecordMemory, acceptSock: Sock): Sock;
   /** After a successful accept: inherit the listener's properties. Returns 0 or an error code. */
   finishAccept(listenSock: Sock, acceptSock: Sock): number;
-  connect(sock: Sock, addr: SocketAddress, rec: RecordMemory): StartResult;
   /** After a successful connect: make shutdown()/getpeername work. Returns 0 or an error code. */
   finishConnect(sock: Sock): number;
-  recv(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult;
-  send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult;
-  /**
-   * Completes (0 bytes) once data or EOF can be read, without holding a buffer: how an idle
-   * connection waits. IOCP: a zero-byte WSARecv; io_uring: POLL_ADD(POLLIN).
-   */
-  waitReadable(sock: Sock, rec: RecordMemory): StartResult;
   /** Bytes transferred by an op that finished inline. */
   inlineBytes(rec: RecordMemory): number;
-  /** The decoded result a completed op left in its record (0 = success). */
-  resultCode(rec: RecordMemory): number;
-  /** The raw status as the kernel wrote it (NTSTATUS on Windows), for traces. */
-  rawStatus(rec: RecordMemory): number;
-  /** Posts a completion by hand with any key and record (self-test, wake-ups). */
+  /**
+   * Where a record holds the kernel's result for its op: the status, with the value it holds
+   * while the kernel still owns the op (IOCP: OVERLAPPED.Internal = STATUS_PENDING), and the
+   * byte count (InternalHigh). A packet for a record that still reads `pending`, or whose byte
+   * count is not the record's, is not that op's completion: a stale or duplicate packet.
+   */
+  readonly statusWord: { offset: number; pending: number; bytesOffset: number };
+  /** Posts a completion by hand with any key and record (self-test, heartbeat, wake-ups). */
   post(key: bigint, rec: RecordMemory, bytes: number): void;
 
+  /**
+   * After a recv read 0 bytes (EOF): the reset code if the socket says the peer actually reset
+   * (Wine 8 can report a RST as a clean EOF), else 0. Called only at EOF, never per read.
+   * `sendShut`: keyport already shut this socket's sending side (its FIN went out first).
+   */
+  resetBehindEof(sock: Sock, sendShut: boolean): number;
   /** Graceful half-close of the send side. Returns 0 or an error code. */
   shutdownSend(sock: Sock): number;
-  /** Cancels one op (rec) or every op of the socket (rec null). Returns 0 or an error code. */
-  cancel(sock: Sock, rec: RecordMemory | null): number;
+  /**
+   * Cancels one op by its record (CancelIoEx with the OVERLAPPED; ASYNC_CANCEL by user_data,
+   * which every io_uring kernel has). Returns 0 or an error code (not found: it completed).
+   */
+  cancel(sock: Sock, rec: RecordMemory): number;
   /** Closes the socket; `abortive` resets the connection (linger 0) instead of a FIN. */
   closeSocket(sock: Sock, abortive: boolean): void;
 
@@ -137,5 +170,11 @@ export interface Backend extends PinnedAllocator {
     operationAborted: number;
     connectionRefused: number;
     timedOut: number;
+    /** An op that could not even be handed to the kernel. */
+    invalidArgument: number;
+    /** A cancel that found nothing: the op had completed. */
+    notFound: number;
+    /** Resets and aborts by the peer (a connect that ends this way did reach the peer). */
+    resets: readonly number[];
   };
 }

@@ -1,6 +1,10 @@
 // A connection: the accepted client socket, in forward mode an upstream socket too, each under
-// its own completion key, and the relay pipes between them. Closing follows DESIGN §1.5: cancel
-// every op in flight, wait until each has completed, then closesocket, then release the keys.
+// its own completion key, and the relay pipes between them. Closing follows DESIGN §1.5:
+//  - naturally: both directions carried their EOF across; nothing is in flight;
+//  - gracefully: stop reading, let the bytes already read be written, FIN, then close (bounded
+//    by the listener's closeTimeoutMs; what cannot be delivered in time is reset);
+//  - abortively: cancel every op, wait until each has completed, closesocket with RST.
+// Sockets are closed only once no op is in flight, then the keys are released.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { OpKind, SocketAddress } from './backend.js';
@@ -16,6 +20,8 @@ export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
 export class Endpoint {
   bytesIn = 0;
   bytesOut = 0;
+  /** keyport shut this socket's sending side (its FIN is out). */
+  sendShut = false;
   local: SocketAddress | null = null;
   remote: SocketAddress | null = null;
 
@@ -35,14 +41,19 @@ export class Connection implements OpOwner {
   state: ConnectionState = 'connecting';
   readonly createdAt = Date.now();
   lastActivity = performance.now();
-  /** Start of the current idle-timeout window, and the bytes received from either peer in it. */
+  /** Start of the current idle-timeout window, and the bytes read or written in it. */
   windowStart = performance.now();
   windowBytes = 0;
   upstream: Endpoint | null = null;
   pipes: Pipe[] = [];
   closeReason: string | null = null;
+  /** Closing with RST: bytes could not be delivered, or a peer failed. */
   abortive = false;
+  /** Announced by the engine (connectionOpened); one that failed in set-up never is. */
+  opened = false;
   connectDeadline = 0;
+  /** performance.now() by which a graceful close must have delivered everything (0: none). */
+  closeDeadline = 0;
   private connectTimedOut = false;
   readonly trace: CompletionTrace;
 
@@ -61,7 +72,7 @@ export class Connection implements OpOwner {
 
   get opsInFlight(): number {
     let n = 0;
-    for (const ep of this.endpoints) n += ep.key.pending;
+    for (const ep of this.endpoints) n += ep.key.inFlight;
     return n;
   }
 
@@ -79,8 +90,8 @@ export class Connection implements OpOwner {
     this.lastActivity = performance.now();
   }
 
-  /** Bytes received (from the client or the upstream): progress for the idle/slow check. */
-  received(bytes: number): void {
+  /** Bytes read from or written to either peer: progress for the idle/slow check. */
+  progress(bytes: number): void {
     this.windowBytes += bytes;
   }
 
@@ -99,7 +110,7 @@ export class Connection implements OpOwner {
     } catch (err) {
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       this.core.upstreamConnectFailed(this.listener, name);
-      this.close(`upstream ${target.host}:${target.port} not resolved: ${name}`, true);
+      this.abort(`upstream ${target.host}:${target.port} not resolved: ${name}`);
       return;
     }
     if (this.state !== 'connecting') return; // closed while resolving
@@ -112,43 +123,43 @@ export class Connection implements OpOwner {
       this.upstream = new Endpoint('upstream', sock, key);
       backend.associate(sock, key.key);
     } catch (err) {
-      if (this.upstream) {
-        this.close(`upstream socket: ${(err as Error).message}`, true);
-      } else {
-        if (sock !== -1) backend.closeSocket(sock, true);
-        this.close(`upstream socket: ${(err as Error).message}`, true);
-      }
+      if (!this.upstream && sock !== -1) backend.closeSocket(sock, true);
+      this.abort(`upstream socket: ${(err as Error).message}`);
       return;
     }
     this.upstream.remote = addr;
     this.connectDeadline =
       performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
-    this.core.startOp('connect', this.upstream.key, this, (rec) =>
-      backend.connect(sock, addr, rec),
-    );
+    const rec = this.core.newOp('connect', this.upstream.key, this);
+    rec.peer = addr;
+    this.core.submit(rec);
   }
 
   /** Called by the engine's sweep when the upstream has not accepted in time. */
   connectTimeout(): void {
     if (this.state !== 'connecting' || !this.upstream) return;
     this.connectTimedOut = true;
-    this.core.backend.cancel(this.upstream.sock, null);
+    this.core.cancelAll(this.upstream.key);
   }
 
   /** The connect op completed. */
-  complete(rec: OpRecord, code: number): void {
+  complete(_rec: OpRecord, code: number): void {
     const up = this.upstream as Endpoint;
     if (this.state !== 'connecting') {
-      this.opSettled();
+      this.settled();
       return;
     }
     if (code !== 0) {
-      const name = this.connectTimedOut ? 'CONNECT_TIMEOUT' : this.core.backend.errorName(code);
+      const name = this.connectTimedOut ? 'CONNECT_TIMEOUT' : this.core.errorName(code);
+      if (!this.connectTimedOut && this.core.backend.codes.resets.includes(code)) {
+        // The handshake reached the upstream, which then reset at once: not a connect failure.
+        this.abort(`upstream reset right after connect: ${name}`);
+        return;
+      }
       this.core.upstreamConnectFailed(this.listener, name);
-      this.close(`upstream connect failed: ${name}`, true);
+      this.abort(`upstream connect failed: ${name}`);
       return;
     }
-    void rec;
     const backend = this.core.backend;
     backend.finishConnect(up.sock);
     up.local = backend.localAddress(up.sock);
@@ -161,42 +172,59 @@ export class Connection implements OpOwner {
     for (const p of this.pipes) p.start();
   }
 
-  /** An op of a pipe failed: the connection ends, abortively (the peer reset or is gone). */
+  /** An op of a pipe failed: the connection ends with RST (the peer reset, or bytes are lost). */
   failed(kind: OpKind, ep: Endpoint, code: number): void {
-    if (this.state !== 'open') return;
-    // A cancelled read ends the connection (DESIGN §1.5), but nothing went wrong with the peer.
-    if (code === this.core.backend.codes.operationAborted) {
-      this.close(`${ep.side} ${kind} cancelled`, false);
-      return;
-    }
-    this.close(`${ep.side} ${kind} failed: ${this.core.backend.errorName(code)}`, true);
+    this.abort(`${ep.side} ${kind} failed: ${this.core.errorName(code)}`);
   }
 
+  /** A direction carried its EOF across (or stopped, while closing): maybe the end. */
   pipeDone(): void {
-    if (this.pipes.every((p) => p.done)) this.close('eof', false);
+    if (this.state === 'open' && this.pipes.every((p) => p.done)) {
+      this.state = 'closing';
+      this.closeReason = 'eof';
+    }
+    this.settled();
   }
 
-  /** An op completed while closing: finish once none is left. */
-  opSettled(): void {
+  /** An op completed and nothing follows it: while closing, finish once none is left. */
+  settled(): void {
     if (this.state === 'closing') this.tryFinishClose();
   }
 
-  close(reason: string, abortive: boolean): void {
-    if (this.state === 'closing' || this.state === 'closed') {
-      if (abortive) this.abortive = true;
-      return;
-    }
+  /**
+   * Stops reading from both peers, lets the bytes already read be written, then passes the FIN
+   * on and closes; by `closeTimeoutMs` whatever is left is reset.
+   */
+  closeGracefully(reason: string): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    const wasConnecting = this.state === 'connecting';
     this.state = 'closing';
     this.closeReason = reason;
-    this.abortive = abortive;
-    for (const ep of this.endpoints) {
-      if (ep.key.pending > 0) this.core.backend.cancel(ep.sock, null);
+    const timeout = this.core.listenerConfig(this.listener).closeTimeoutMs;
+    this.closeDeadline = timeout > 0 ? performance.now() + timeout : 0;
+    if (wasConnecting) {
+      // Nothing was relayed yet: give up the connect; the client gets a plain FIN.
+      for (const ep of this.endpoints) this.core.cancelAll(ep.key);
+    } else {
+      for (const p of this.pipes) p.stopReading();
     }
     this.tryFinishClose();
   }
 
+  /** Resets both peers: cancels every op, and closes with RST once all have completed. */
+  abort(reason: string): void {
+    if (this.state === 'closed') return;
+    if (!this.abortive) {
+      this.closeReason = this.state === 'closing' ? `${this.closeReason}; then ${reason}` : reason;
+      this.state = 'closing';
+      this.abortive = true;
+      for (const ep of this.endpoints) this.core.cancelAll(ep.key);
+    }
+    this.tryFinishClose(); // also when called from the completion of an op being cancelled
+  }
+
   private tryFinishClose(): void {
-    if (this.opsInFlight > 0) return;
+    if (this.state !== 'closing' || this.opsInFlight > 0) return;
     for (const ep of this.endpoints) {
       this.core.backend.closeSocket(ep.sock, this.abortive);
       this.core.releaseKey(ep.key);

@@ -24,6 +24,10 @@ export interface ListenerSnapshot {
   rejectedTotal: number;
   idleTimeoutMs: number;
   idleMinBytes: number;
+  closeTimeoutMs: number;
+  acceptPostsTotal: number;
+  acceptError: string | null;
+  acceptErrorAt: string | null;
   connectTimeoutMs: number;
   acceptedTotal: number;
   createdAt: string;
@@ -91,6 +95,8 @@ export interface Readiness {
   listeners: number;
   loopTurning: boolean;
   lastHeartbeatAgeMs: number | null;
+  degradedListeners: string[];
+  anomalies: { stray: number; keyMismatch: number; duplicate: number; quarantinedRecords: number };
   reasons: string[];
 }
 
@@ -127,7 +133,7 @@ export class EngineControl {
       target: l.target
         ? `${l.target.host.includes(':') ? `[${l.target.host}]` : l.target.host}:${l.target.port}`
         : null,
-      state: l.state,
+      state: l.degraded ? 'degraded' : l.state,
       key: l.key?.keyHex ?? null,
       acceptDepth: cfg.acceptDepth,
       acceptsPending: l.pendingAccepts,
@@ -137,6 +143,10 @@ export class EngineControl {
       rejectedTotal: l.rejectedTotal,
       idleTimeoutMs: cfg.idleTimeoutMs,
       idleMinBytes: cfg.idleMinBytes,
+      closeTimeoutMs: cfg.closeTimeoutMs,
+      acceptPostsTotal: l.acceptPostsTotal,
+      acceptError: l.acceptError?.error ?? null,
+      acceptErrorAt: l.acceptError ? iso(l.acceptError.at) : null,
       connectTimeoutMs: cfg.connectTimeoutMs,
       acceptedTotal: l.acceptedTotal,
       createdAt: iso(l.createdAt),
@@ -196,7 +206,7 @@ export class EngineControl {
       socket: k.sock,
       associatedAt: iso(k.associatedAt),
       completions: k.completions,
-      opsInFlight: k.pending,
+      opsInFlight: k.inFlight,
     }));
   }
 
@@ -236,12 +246,24 @@ export class EngineControl {
     if (!loopTurning)
       reasons.push('the completion loop has not dequeued a heartbeat in the last 10 s');
     if (listening === 0) reasons.push('no listener is bound');
+    const degraded = [...this.engine.listeners.values()].filter((l) => l.degraded);
+    for (const l of degraded) {
+      reasons.push(`listener ${l.id} has no accept posted (${l.acceptError?.error ?? 'failing'})`);
+    }
+    const a = this.engine.anomalies.counts;
     return {
       ready: reasons.length === 0,
       backend: this.engine.backend.name,
       listeners: listening,
       loopTurning,
       lastHeartbeatAgeMs: hbAge,
+      degradedListeners: degraded.map((l) => l.id),
+      anomalies: {
+        stray: a.stray,
+        keyMismatch: a['key-mismatch'],
+        duplicate: a.duplicate,
+        quarantinedRecords: this.engine.ops.quarantined,
+      },
       reasons,
     };
   }

@@ -1,6 +1,6 @@
 // What listeners, connections and relay pipes need from the engine: one narrow interface, so
 // each of them is a small state machine and only the engine touches the op table.
-import type { Backend, OpKind, StartResult } from './backend.js';
+import type { Backend, OpKind } from './backend.js';
 import type { BufferPool } from './buffers.js';
 import type { Connection } from './connection.js';
 import type { KeyEntry, KeyOwner } from './keys.js';
@@ -10,25 +10,43 @@ import type { OpRecord } from './records.js';
 
 /** An object that starts ops and is told when each completes (after its dequeue). */
 export interface OpOwner {
+  /**
+   * The op's completion: `code` is the status the kernel returned (0 = success), or
+   * KEY_MISMATCH when the packet named this op with another socket's key (its data is
+   * withheld). The record is released right after this returns, with any buffer it still holds.
+   */
   complete(rec: OpRecord, code: number, bytes: number): void;
 }
+
+export type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
+  Pick<ListenerConfig, 'target'>;
 
 export interface EngineCore {
   readonly backend: Backend;
   readonly buffers: BufferPool;
   readonly traceDepth: number;
-  /** Starts an op on the socket of `key`; an inline result is completed later, queued. */
-  startOp(kind: OpKind, key: KeyEntry, owner: OpOwner, start: (rec: OpRecord) => StartResult): void;
+  /** A record for a new op on the socket of `key`; fill in its arguments, then submit it. */
+  newOp(kind: OpKind, key: KeyEntry, owner: OpOwner): OpRecord;
+  /** Hands the op to the kernel; an inline result is completed later, queued. */
+  submit(rec: OpRecord): void;
+  /** Asks the kernel to cancel one op (its completion still comes, through complete()). */
+  cancel(rec: OpRecord): void;
+  /** Asks the kernel to cancel every op in flight on the socket of `key`, one by one. */
+  cancelAll(key: KeyEntry): void;
   assignKey(sock: number, owner: KeyOwner): KeyEntry;
   releaseKey(key: KeyEntry): void;
   nextConnectionId(): string;
-  connectionOpened(conn: Connection): void;
+  /** `acceptKey`: the key the accept's packet carried (null: it completed inline). */
+  connectionOpened(conn: Connection, acceptKey: bigint | null): void;
   connectionClosed(conn: Connection): void;
   listenerClosed(listener: Listener): void;
   countError(op: OpKind | 'shutdown' | 'update-context', errorName: string): void;
+  /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */
+  errorName(code: number): string;
   upstreamConnectFailed(listener: Listener, errorName: string): void;
   log(level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void;
-  listenerConfig(
-    listener: Listener,
-  ): Required<Omit<ListenerConfig, 'target'>> & Pick<ListenerConfig, 'target'>;
+  listenerConfig(listener: Listener): ResolvedListenerConfig;
 }
+
+/** The status an owner gets for an op whose packet carried another socket's key. */
+export const KEY_MISMATCH = -2;

@@ -3,6 +3,7 @@
 // connections. Runs on one JS thread; the API reaches it only through EngineControl.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { AnomalyCounter, type AnomalyKind } from './anomalies.js';
 import {
   type Backend,
   BackendError,
@@ -13,8 +14,14 @@ import {
 } from './backend.js';
 import { BufferPool } from './buffers.js';
 import { type Connection, formatSocketAddress } from './connection.js';
-import type { EngineCore, OpOwner } from './core.js';
+import {
+  type EngineCore,
+  KEY_MISMATCH,
+  type OpOwner,
+  type ResolvedListenerConfig,
+} from './core.js';
 import { EventBus } from './events.js';
+import { FAULTS } from './faults.js';
 import { type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
 import { Listener } from './listener.js';
 import {
@@ -24,6 +31,7 @@ import {
   type ListenerConfig,
 } from './options.js';
 import { OpPool, type OpRecord } from './records.js';
+import { hex64 } from './trace.js';
 
 /** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
 export interface EngineObserver {
@@ -74,9 +82,6 @@ export interface CancelOutcome {
   bytes: number | null;
 }
 
-type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
-  Pick<ListenerConfig, 'target'>;
-
 const HEARTBEAT_MS = 2000;
 
 export class Engine implements EngineCore, CompletionSink {
@@ -95,8 +100,6 @@ export class Engine implements EngineCore, CompletionSink {
     inlineCompletions: 0,
     batches: 0,
     lastBatchAt: 0,
-    keyMismatches: 0,
-    strayCompletions: 0,
     connectionsClosed: 0,
     /** Idle buffered reads the engine cancelled to give their buffer back. */
     parked: 0,
@@ -106,6 +109,8 @@ export class Engine implements EngineCore, CompletionSink {
   };
   /** "op:ERROR_NAME" → count, every non-zero completion status by name. */
   readonly errors = new Map<string, number>();
+  /** Completions refused because they disagree with what was issued (DESIGN §1.8). */
+  readonly anomalies = new AnomalyCounter();
 
   private readonly inlineQueue: OpRecord[] = [];
   private inlineHead = 0;
@@ -118,9 +123,12 @@ export class Engine implements EngineCore, CompletionSink {
   private heartbeatKey: KeyEntry | null = null;
   private readonly configs = new Map<Listener, ResolvedListenerConfig>();
   private stopped = false;
+  /** Connections were reset during the shutdown drain: it did not finish by itself. */
+  private resetDuringDrain = false;
+  /** API cancels waiting for their op's completion; several may wait on one record. */
   private readonly cancelWaiters = new Map<
     OpRecord,
-    { gen: number; done: (s: string, bytes: number) => void }
+    { gen: number; done: Array<(s: string, bytes: number) => void> }
   >();
 
   constructor(
@@ -128,15 +136,15 @@ export class Engine implements EngineCore, CompletionSink {
     config: EngineConfig = {},
     private readonly logger: LogFn = () => {},
   ) {
-    this.ops = new OpPool(backend, backend.recordHeaderSize);
     this.buffers = new BufferPool(backend, config.bufferSize ?? ENGINE_DEFAULTS.bufferSize);
+    this.ops = new OpPool(backend, backend.recordHeaderSize, this.buffers);
     this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
     this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
     this.parkAfterMs = config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs;
   }
 
   start(): void {
-    this.backend.start(this);
+    this.backend.start(this, (addr) => this.ops.byAddress(addr));
     this.heartbeatKey = this.keys.assign(-1, { kind: 'engine', id: 'heartbeat' });
     this.sweepTimer = setInterval(() => this.sweep(), 250);
     this.sweepTimer.unref();
@@ -145,27 +153,28 @@ export class Engine implements EngineCore, CompletionSink {
 
   // ---- ops ---------------------------------------------------------------------------------
 
-  startOp(
-    kind: OpKind,
-    key: KeyEntry,
-    owner: OpOwner,
-    start: (rec: OpRecord) => StartResult,
-  ): void {
-    const rec = this.ops.acquire(kind, key, owner);
-    key.pending++;
+  newOp(kind: OpKind, key: KeyEntry, owner: OpOwner): OpRecord {
+    return this.ops.acquire(kind, key, owner);
+  }
+
+  submit(rec: OpRecord): void {
+    const key = rec.keyEntry as KeyEntry;
+    key.ops.add(rec);
     let result: StartResult;
     try {
-      result = start(rec);
+      result = this.backend.submit(rec);
     } catch (err) {
       this.logger(
         'error',
-        { op: kind, key: key.keyHex, err: (err as Error).message },
+        { op: rec.kind, key: key.keyHex, err: (err as Error).message },
         'op failed to start',
       );
-      result = 87; // ERROR_INVALID_PARAMETER: completes as a failure through the normal path
+      // Completes as a failure through the normal path, in the backend's own code space.
+      result = this.backend.codes.invalidArgument;
     }
     if (result === PENDING) return;
     // Finished inline: no packet will come. Complete it ourselves, queued, never recursively.
+    rec.inlineQueued = true;
     rec.inlineCode = result;
     rec.inlineBytes = result === 0 ? this.backend.inlineBytes(rec) : 0;
     this.inlineQueue.push(rec);
@@ -175,24 +184,55 @@ export class Engine implements EngineCore, CompletionSink {
     }
   }
 
-  /** CompletionSink: a dequeued completion. */
-  completion(key: bigint, recordAddr: number, bytes: number): void {
+  cancel(rec: OpRecord): void {
+    if (!rec.inFlight || rec.inlineQueued || rec.cancelRequested) return;
+    rec.cancelRequested = true;
+    this.backend.cancel(rec.sock, rec);
+  }
+
+  cancelAll(key: KeyEntry): void {
+    for (const rec of key.ops) this.cancel(rec as OpRecord);
+  }
+
+  /**
+   * CompletionSink: one dequeued completion, as the port returned it. It reaches the op's
+   * owner only if it is that op's: the record is in flight, the kernel has finished with it,
+   * no inline result is queued for it, and the key is its socket's (DESIGN §1.8).
+   */
+  completion(key: bigint, recordAddr: number, bytes: number, status: number): void {
     const rec = this.ops.byAddress(recordAddr);
     if (!rec?.inFlight) {
-      this.stats.strayCompletions++;
-      this.logger(
-        'error',
-        { key: key.toString(16), record: recordAddr.toString(16) },
-        'completion for no op in flight',
-      );
+      this.anomaly('stray', key, recordAddr, null);
+      return;
+    }
+    const word = this.backend.statusWord;
+    if (
+      rec.inlineQueued ||
+      rec.view.getInt32(word.offset, true) === word.pending ||
+      rec.view.getUint32(word.bytesOffset, true) !== bytes
+    ) {
+      this.anomaly('duplicate', key, recordAddr, rec);
+      return;
+    }
+    if (key !== rec.key) {
+      if (this.keys.issued(key)) {
+        // A key keyport gave another socket: a stale packet from an earlier use of this record
+        // (the current op's own packet is still to come). Dropped; the owner never sees it.
+        this.anomaly('duplicate', key, recordAddr, rec);
+        return;
+      }
+      // A key keyport never issued names this op: the socket is tied to the wrong key, so no
+      // packet of it can be trusted. Its data must not reach the owner; the owner learns the op
+      // is lost (its connection is reset) and the record is never reused.
+      this.anomaly('key-mismatch', key, recordAddr, rec);
+      this.finish(rec, KEY_MISMATCH, 0, false, key);
       return;
     }
     if (rec.keyEntry === this.heartbeatKey) {
       this.heartbeatSeen(rec);
       return;
     }
-    if (key !== rec.key) this.stats.keyMismatches++;
-    this.finish(rec, this.backend.resultCode(rec), bytes, false);
+    this.finish(rec, status, bytes, false, key);
   }
 
   /** CompletionSink: end of a dequeued batch; completes the inline results it caused. */
@@ -203,6 +243,43 @@ export class Engine implements EngineCore, CompletionSink {
     this.drainInline();
   }
 
+  private anomaly(kind: AnomalyKind, key: bigint, recordAddr: number, rec: OpRecord | null): void {
+    const skipped = this.anomalies.count(kind, Date.now());
+    const expected = rec?.keyEntry?.keyHex ?? null;
+    const { connection, listener } = this.ownerIds(rec?.keyEntry ?? null);
+    const dequeuedKey = hex64(key);
+    const record = hex64(BigInt(recordAddr));
+    if (skipped >= 0) {
+      this.logger(
+        'error',
+        {
+          anomaly: kind,
+          key: dequeuedKey,
+          expectedKey: expected,
+          record,
+          op: rec?.kind ?? null,
+          connection,
+          listener,
+          unloggedBefore: skipped,
+        },
+        `completion refused: ${kind}`,
+      );
+    }
+    if (this.events.active) {
+      this.events.emit({
+        type: 'anomaly',
+        at: Date.now(),
+        kind,
+        key: dequeuedKey,
+        expectedKey: expected,
+        record,
+        op: rec?.kind ?? null,
+        connection,
+        listener,
+      });
+    }
+  }
+
   private drainInline(): void {
     this.inlineScheduled = false;
     const q = this.inlineQueue;
@@ -210,8 +287,9 @@ export class Engine implements EngineCore, CompletionSink {
     let n = 0;
     while (this.inlineHead < q.length) {
       const rec = q[this.inlineHead++] as OpRecord;
+      rec.inlineQueued = false;
       this.stats.inlineCompletions++;
-      this.finish(rec, rec.inlineCode, rec.inlineBytes, true);
+      this.finish(rec, rec.inlineCode, rec.inlineBytes, true, rec.key);
       // Check the clock every 16 completions: a busy socket must not starve the others.
       if ((++n & 15) === 0 && performance.now() > deadline) break;
     }
@@ -224,9 +302,22 @@ export class Engine implements EngineCore, CompletionSink {
     }
   }
 
-  private finish(rec: OpRecord, code: number, bytes: number, inline: boolean): void {
+  /**
+   * Applies a completion to its owner. `dequeuedKey` is the key the packet carried (for an
+   * inline result, which no packet carried, the socket's own key).
+   */
+  private finish(
+    rec: OpRecord,
+    code: number,
+    bytes: number,
+    inline: boolean,
+    dequeuedKey: bigint,
+  ): void {
+    if (FAULTS.throwAfter > 0 && this.stats.completions >= FAULTS.throwAfter) {
+      throw new Error(`KEYPORT_TEST_FAULTS throw-after:${FAULTS.throwAfter}: injected throw`);
+    }
     const key = rec.keyEntry as KeyEntry;
-    key.pending--;
+    key.ops.delete(rec);
     key.completions++;
     this.stats.completions++;
     const latency = (performance.now() - rec.issuedAt) / 1000;
@@ -234,7 +325,7 @@ export class Engine implements EngineCore, CompletionSink {
     if (rec.parking && code === this.backend.codes.operationAborted) {
       this.stats.parked++; // the engine's own cancel of an idle read: not an error
     } else if (code !== 0) {
-      errorName = this.backend.errorName(code);
+      errorName = this.errorName(code);
       this.countError(rec.kind, errorName);
       if (this.events.active && code !== this.backend.codes.operationAborted)
         this.emitError(rec, errorName);
@@ -247,6 +338,7 @@ export class Engine implements EngineCore, CompletionSink {
       const conn = this.connections.get(ko.id);
       conn?.trace.record(
         rec.issuedAtWall + latency * 1000, // completion time, without another clock read
+        inline ? null : dequeuedKey === key.key ? key.keyHex : hex64(dequeuedKey),
         key.keyHex,
         rec.addressHex,
         rec.kind,
@@ -257,11 +349,18 @@ export class Engine implements EngineCore, CompletionSink {
         Math.round(latency * 1e6),
       );
     }
+    rec.dequeuedKey = inline ? null : dequeuedKey;
     try {
       owner.complete(rec, code, bytes);
     } finally {
-      this.ops.release(rec); // only now: the completion has been dequeued and handled
+      // Only now: the completion has been dequeued and handled.
+      if (code === KEY_MISMATCH) this.ops.quarantine(rec);
+      else this.ops.release(rec);
     }
+  }
+
+  errorName(code: number): string {
+    return code === KEY_MISMATCH ? 'KEY_MISMATCH' : this.backend.errorName(code);
   }
 
   countError(op: string, errorName: string): void {
@@ -294,7 +393,7 @@ export class Engine implements EngineCore, CompletionSink {
     const w = this.cancelWaiters.get(rec);
     if (!w || w.gen !== rec.generation) return;
     this.cancelWaiters.delete(rec);
-    w.done(errorName ?? 'SUCCESS', bytes);
+    for (const done of w.done) done(errorName ?? 'SUCCESS', bytes);
   }
 
   // ---- commands (through EngineControl) ---------------------------------------------------------
@@ -323,26 +422,36 @@ export class Engine implements EngineCore, CompletionSink {
     };
     const gen = rec.generation;
     const settled = new Promise<boolean>((resolve) => {
-      this.cancelWaiters.set(rec, {
-        gen,
-        done: (status, bytes) => {
-          outcome.completed = true;
-          outcome.status = status;
-          outcome.bytes = bytes;
-          resolve(true);
-        },
+      let w = this.cancelWaiters.get(rec);
+      if (!w || w.gen !== gen) {
+        w = { gen, done: [] };
+        this.cancelWaiters.set(rec, w);
+      }
+      w.done.push((status, bytes) => {
+        outcome.completed = true;
+        outcome.status = status;
+        outcome.bytes = bytes;
+        resolve(true);
       });
       setTimeout(() => resolve(false), waitMs).unref();
     });
-    const code = this.backend.cancel(key.sock, rec);
+    // The API's cancel wins over the engine's own parking of an idle read: the read then ends
+    // the connection, as any cancelled read does.
+    rec.parking = false;
+    const code = rec.inlineQueued
+      ? this.backend.codes.notFound
+      : rec.cancelRequested
+        ? 0
+        : this.backend.cancel(key.sock, rec);
     if (code !== 0) {
-      this.cancelWaiters.delete(rec);
       outcome.cancelError = this.backend.errorName(code);
       return outcome;
     }
+    rec.cancelRequested = true;
     outcome.cancelRequested = true;
     await settled;
-    if (this.cancelWaiters.get(rec)?.gen === gen) this.cancelWaiters.delete(rec);
+    const w = this.cancelWaiters.get(rec);
+    if (w?.gen === gen && !rec.inFlight) this.cancelWaiters.delete(rec);
     if (this.events.active) {
       const { record, op, key: k, connection: c, listener: l, status } = outcome;
       this.events.emit({
@@ -376,7 +485,7 @@ export class Engine implements EngineCore, CompletionSink {
       });
     }
     const abortAll = (reason: string) => {
-      for (const c of [...l.connections]) c.close(reason, true);
+      for (const c of [...l.connections]) c.abort(reason);
     };
     if (mode === 'abort') abortAll('listener aborted');
     else if (l.connections.size > 0)
@@ -384,11 +493,15 @@ export class Engine implements EngineCore, CompletionSink {
     return l;
   }
 
-  /** Closes a connection: graceful (FIN to its peers) or abortive (RST). */
+  /**
+   * Closes a connection: graceful (stop reading, deliver what was read, then FIN) or abortive
+   * (RST).
+   */
   closeConnection(id: string, mode: 'graceful' | 'abort'): Connection | null {
     const c = this.connections.get(id);
     if (!c) return null;
-    c.close(mode === 'abort' ? 'closed by API (abort)' : 'closed by API', mode === 'abort');
+    if (mode === 'abort') c.abort('closed by API (abort)');
+    else c.closeGracefully('closed by API');
     return c;
   }
 
@@ -397,13 +510,13 @@ export class Engine implements EngineCore, CompletionSink {
   private heartbeat(): void {
     if (this.stopped || !this.heartbeatKey) return;
     const rec = this.ops.acquire('nop', this.heartbeatKey, null);
-    this.heartbeatKey.pending++;
+    this.heartbeatKey.ops.add(rec);
     this.stats.heartbeatsSent++;
     this.backend.post(this.heartbeatKey.key, rec, 0);
   }
 
   private heartbeatSeen(rec: OpRecord): void {
-    (this.heartbeatKey as KeyEntry).pending--;
+    (this.heartbeatKey as KeyEntry).ops.delete(rec);
     this.ops.release(rec);
     this.stats.heartbeatsSeen++;
     this.stats.lastHeartbeatSeenAt = Date.now();
@@ -490,7 +603,8 @@ export class Engine implements EngineCore, CompletionSink {
     return listener;
   }
 
-  connectionOpened(conn: Connection): void {
+  connectionOpened(conn: Connection, acceptKey: bigint | null): void {
+    conn.opened = true;
     this.connections.set(conn.id, conn);
     this.observer?.accepted(conn.listener);
     this.observer?.connectionOpened(conn);
@@ -501,12 +615,15 @@ export class Engine implements EngineCore, CompletionSink {
         connection: conn.id,
         listener: conn.listener.id,
         key: conn.client.key.keyHex,
+        acceptKey: acceptKey === null ? null : hex64(acceptKey),
         remote: formatSocketAddress(conn.client.remote),
       });
     }
   }
 
   connectionClosed(conn: Connection): void {
+    // One that failed during set-up was never opened: nothing was counted or announced for it.
+    if (!conn.opened) return;
     this.connections.delete(conn.id);
     this.stats.connectionsClosed++;
     conn.listener.connectionGone(conn);
@@ -521,6 +638,8 @@ export class Engine implements EngineCore, CompletionSink {
         abortive: conn.abortive,
         bytesIn: conn.client.bytesIn,
         bytesOut: conn.client.bytesOut,
+        upstreamBytesIn: conn.upstream?.bytesIn ?? null,
+        upstreamBytesOut: conn.upstream?.bytesOut ?? null,
       });
     }
     this.logger(
@@ -554,7 +673,7 @@ export class Engine implements EngineCore, CompletionSink {
     this.logger(level, obj, msg);
   }
 
-  /** Idle and connect timeouts; parking of idle reads. */
+  /** Idle, connect and close timeouts; parking of idle reads. */
   private sweep(): void {
     const now = performance.now();
     const parkBefore = now - this.parkAfterMs;
@@ -563,18 +682,23 @@ export class Engine implements EngineCore, CompletionSink {
         if (conn.connectDeadline > 0 && now > conn.connectDeadline) conn.connectTimeout();
         continue;
       }
-      const idle = this.listenerConfig(conn.listener)?.idleTimeoutMs ?? 0;
+      if (conn.state === 'closing') {
+        // A graceful close that cannot deliver in time: what is left is lost, so RST.
+        if (conn.closeDeadline > 0 && now > conn.closeDeadline) conn.abort('close deadline');
+        continue;
+      }
       if (conn.state !== 'open') continue;
+      const cfg = this.listenerConfig(conn.listener);
+      const idle = cfg.idleTimeoutMs;
       if (idle > 0 && now - conn.windowStart >= idle) {
-        // Each idle window must bring at least idleMinBytes: nothing at all is idle, a trickle
-        // below the floor (slowloris) is too slow. Either closes the connection.
-        const min = this.listenerConfig(conn.listener).idleMinBytes;
-        if (conn.windowBytes < min) {
-          conn.close(
+        // Each idle window must bring at least idleMinBytes (read or written): nothing at all
+        // is idle, a trickle below the floor (slowloris) is too slow. Either closes the
+        // connection gracefully: what was read is still delivered.
+        if (conn.windowBytes < cfg.idleMinBytes) {
+          conn.closeGracefully(
             conn.windowBytes === 0
               ? 'idle-timeout'
               : `too-slow: ${conn.windowBytes} B in ${idle} ms`,
-            false,
           );
           continue;
         }
@@ -588,28 +712,33 @@ export class Engine implements EngineCore, CompletionSink {
   // ---- shutdown ----------------------------------------------------------------------------------
 
   /**
-   * Stops accepting, closes connections gracefully, and after `deadlineMs` aborts what is left;
-   * resolves when every op has completed and the backend has stopped. Returns whether the drain
-   * finished before the deadline.
+   * Drains (DESIGN §1.5): stops accepting and lets live connections run to their natural end;
+   * at `deadlineMs` resets what is left. Resolves when every op has completed and the backend
+   * has stopped, with whether the drain finished before the deadline.
    */
   async shutdown(deadlineMs = 5000): Promise<boolean> {
     if (this.stopped) return true;
     this.stopped = true;
-    if (this.sweepTimer) clearInterval(this.sweepTimer);
     for (const l of [...this.listeners.values()]) l.close();
-    for (const c of [...this.connections.values()]) c.close('shutdown', false);
     const drained = await this.waitIdle(deadlineMs);
     if (!drained) {
-      for (const c of [...this.connections.values()]) c.close('shutdown-abort', true);
+      this.abortAll('shutdown deadline');
       await this.waitIdle(2000);
     }
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
     await this.backend.stop();
-    return drained;
+    return drained && !this.resetDuringDrain;
+  }
+
+  /** Resets every connection now (a second Ctrl+C during a drain, a drain deadline). */
+  abortAll(reason: string): void {
+    if (this.stopped && this.connections.size > 0) this.resetDuringDrain = true;
+    for (const c of [...this.connections.values()]) c.abort(reason);
   }
 
   private async waitIdle(ms: number): Promise<boolean> {
     const until = Date.now() + ms;
-    const hb = () => this.heartbeatKey?.pending ?? 0;
+    const hb = () => this.heartbeatKey?.inFlight ?? 0;
     while (
       this.ops.inFlightTotal - hb() > 0 ||
       this.connections.size > 0 ||

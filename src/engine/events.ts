@@ -18,6 +18,8 @@ export type EngineEvent =
       connection: string;
       listener: string;
       key: string;
+      /** The key the accept's completion packet carried (the listener's); null if inline. */
+      acceptKey: string | null;
       remote: string | null;
     }
   | {
@@ -27,8 +29,12 @@ export type EngineEvent =
       listener: string;
       reason: string;
       abortive: boolean;
+      /** Bytes received from / sent to the client. */
       bytesIn: number;
       bytesOut: number;
+      /** forward: bytes received from / sent to the upstream (null in echo mode). */
+      upstreamBytesIn: number | null;
+      upstreamBytesOut: number | null;
     }
   | {
       type: 'op-cancelled';
@@ -39,6 +45,18 @@ export type EngineEvent =
       connection: string | null;
       listener: string | null;
       status: string | null;
+    }
+  | {
+      type: 'anomaly';
+      at: number;
+      kind: 'stray' | 'key-mismatch' | 'duplicate';
+      /** The key as dequeued, and the key of the socket the record's op runs on. */
+      key: string;
+      expectedKey: string | null;
+      record: string;
+      op: string | null;
+      connection: string | null;
+      listener: string | null;
     }
   | {
       type: 'error';

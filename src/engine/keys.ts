@@ -8,6 +8,11 @@ export type KeyOwner =
   | { kind: 'connection'; id: string; side: 'client' | 'upstream' }
   | { kind: 'engine'; id: string };
 
+/** What the key table needs of an op record (records.ts imports this file). */
+export interface OpRecordLike {
+  readonly addrNum: number;
+}
+
 export class KeyEntry {
   generation = 0;
   key = 0n;
@@ -17,9 +22,13 @@ export class KeyEntry {
   owner: KeyOwner | null = null;
   associatedAt = 0;
   completions = 0;
-  /** Ops started on this socket whose completion has not been handled yet. */
-  pending = 0;
+  /** Ops in flight on this socket: started, their completion not handled yet. */
+  readonly ops = new Set<OpRecordLike>();
   live = false;
+
+  get inFlight(): number {
+    return this.ops.size;
+  }
 
   constructor(readonly index: number) {}
 }
@@ -45,7 +54,7 @@ export class KeyTable {
     entry.owner = owner;
     entry.associatedAt = Date.now();
     entry.completions = 0;
-    entry.pending = 0;
+    entry.ops.clear();
     entry.live = true;
     this.liveCount++;
     return entry;
@@ -54,13 +63,21 @@ export class KeyTable {
   /** Frees the slot; only legal once the socket is closed and no op of it is pending. */
   release(entry: KeyEntry): void {
     if (!entry.live) throw new Error(`key ${entry.keyHex} released twice`);
-    if (entry.pending !== 0)
-      throw new Error(`key ${entry.keyHex} released with ${entry.pending} ops pending`);
+    if (entry.ops.size !== 0)
+      throw new Error(`key ${entry.keyHex} released with ${entry.ops.size} ops in flight`);
     entry.live = false;
     entry.owner = null;
     entry.sock = -1;
     this.liveCount--;
     this.free.push(entry.index);
+  }
+
+  /** Whether keyport ever gave out this key (its slot, at this or an earlier generation). */
+  issued(key: bigint): boolean {
+    const index = Number(key & 0xffff_ffffn);
+    const generation = Number(key >> 32n);
+    const slot = this.slots[index];
+    return index > 0 && slot !== undefined && generation >= 1 && generation <= slot.generation;
   }
 
   *live(): IterableIterator<KeyEntry> {

@@ -1,13 +1,19 @@
 // A listening socket with AcceptEx operations kept posted (DESIGN §1.3). Every accept completes
-// with the listener's key; the accepted socket then gets a key of its own. An accept that fails
-// is re-posted, or the listener would silently die.
+// with the listener's key; the accepted socket then gets a key of its own. The accept chain
+// heals itself (DESIGN §1.9): an accept that fails, or cannot be posted (no handles, EMFILE), is
+// re-posted after a backoff (10 ms doubling to 1 s) instead of at once, so it neither dies nor
+// spins; while no accept is posted the listener is `degraded` and /readyz says so.
 
-import type { SocketAddress } from './backend.js';
+import { BackendError, type SocketAddress } from './backend.js';
 import { Connection, Endpoint } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';
+import { hex64 } from './trace.js';
+
+const ACCEPT_RETRY_MIN_MS = 10;
+const ACCEPT_RETRY_MAX_MS = 1000;
 
 /**
  * listening → closing (accepts being cancelled) → draining (socket closed, so new clients are
@@ -22,6 +28,12 @@ export class Listener implements OpOwner {
   acceptedTotal = 0;
   /** Clients reset because the listener was at its connection limit (onLimit: 'reset'). */
   rejectedTotal = 0;
+  /** Accept ops handed to the kernel, ever (a spinning chain shows here). */
+  acceptPostsTotal = 0;
+  /** The last accept failure, while the chain is backing off; null once an accept succeeds. */
+  acceptError: { error: string; at: number } | null = null;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryMs = 0;
   readonly connections = new Set<Connection>();
   sock = -1;
   key: KeyEntry | null = null;
@@ -42,6 +54,11 @@ export class Listener implements OpOwner {
 
   get target(): TargetAddress | undefined {
     return this.config.target;
+  }
+
+  /** Listening, but no accept is posted: the chain is waiting to retry after failures. */
+  get degraded(): boolean {
+    return this.state === 'listening' && this.pendingAccepts === 0 && this.retryTimer !== null;
   }
 
   /** Binds, listens and posts the accepts; throws (BackendError) when the address is taken. */
@@ -66,6 +83,7 @@ export class Listener implements OpOwner {
     const cfg = this.core.listenerConfig(this);
     while (
       this.state === 'listening' &&
+      this.retryTimer === null &&
       this.pendingAccepts < cfg.acceptDepth &&
       (cfg.onLimit === 'reset' || this.connections.size + this.pendingAccepts < cfg.maxConnections)
     ) {
@@ -79,19 +97,37 @@ export class Listener implements OpOwner {
     try {
       if (backend.preCreatesAcceptSocket) s = backend.createSocket(this.address.family);
     } catch (err) {
-      this.core.log(
-        'error',
-        { listener: this.id, err: (err as Error).message },
-        'cannot create accept socket',
-      );
+      this.acceptFailed(err instanceof BackendError ? err.errorName : (err as Error).message);
       return false;
     }
     this.pendingAccepts++;
-    this.core.startOp('accept', this.key as KeyEntry, this, (rec) => {
-      rec.acceptSock = s;
-      return backend.accept(this.sock, s, rec);
-    });
+    this.acceptPostsTotal++;
+    const rec = this.core.newOp('accept', this.key as KeyEntry, this);
+    rec.acceptSock = s;
+    this.core.submit(rec);
     return true;
+  }
+
+  /** The chain could not go on: retry after a backoff that doubles while failures continue. */
+  private acceptFailed(error: string): void {
+    this.acceptError = { error, at: Date.now() };
+    if (this.retryTimer !== null || this.state !== 'listening') return;
+    this.retryMs = Math.min(
+      ACCEPT_RETRY_MAX_MS,
+      this.retryMs ? this.retryMs * 2 : ACCEPT_RETRY_MIN_MS,
+    );
+    if (this.retryMs === ACCEPT_RETRY_MIN_MS || this.pendingAccepts === 0) {
+      this.core.log(
+        'warn',
+        { listener: this.id, error, retryInMs: this.retryMs, acceptsPending: this.pendingAccepts },
+        'accept failed; retrying after a backoff',
+      );
+    }
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.postAccepts();
+    }, this.retryMs);
+    this.retryTimer.unref();
   }
 
   complete(rec: OpRecord, code: number): void {
@@ -102,9 +138,12 @@ export class Listener implements OpOwner {
       const accepted = code === 0 ? backend.acceptedSocket(rec, rec.acceptSock) : -1;
       if (accepted >= 0 && accepted !== rec.acceptSock) backend.closeSocket(accepted, true);
       if (this.state === 'closing') this.tryFinishClose();
-      else this.postAccepts(); // re-post, whatever happened
+      else if (code !== 0) this.acceptFailed(this.core.errorName(code));
+      else this.postAccepts();
       return;
     }
+    this.retryMs = 0;
+    this.acceptError = null;
     const s = backend.acceptedSocket(rec, rec.acceptSock);
     if (this.connections.size >= this.core.listenerConfig(this).maxConnections) {
       // onLimit 'reset' (with 'wait' no accept is posted at the limit): refuse the surplus now.
@@ -134,13 +173,31 @@ export class Listener implements OpOwner {
         { listener: this.id, err: (err as Error).message },
         'cannot set up accepted socket',
       );
-      if (conn) conn.close('setup failed', true);
+      if (conn) conn.abort('setup failed');
       else backend.closeSocket(s, true);
       this.postAccepts();
       return;
     }
+    // The connection's trace starts with its accept: dequeued on the LISTENER's key.
+    const lk = this.key as KeyEntry;
+    conn.trace.record(
+      Date.now(),
+      rec.dequeuedKey === null
+        ? null
+        : rec.dequeuedKey === lk.key
+          ? lk.keyHex
+          : hex64(rec.dequeuedKey),
+      lk.keyHex,
+      rec.addressHex,
+      'accept',
+      'client',
+      0,
+      'SUCCESS',
+      rec.dequeuedKey === null,
+      Math.round((performance.now() - rec.issuedAt) * 1000),
+    );
     this.connections.add(conn);
-    this.core.connectionOpened(conn);
+    this.core.connectionOpened(conn, rec.dequeuedKey);
     conn.start();
     this.postAccepts();
   }
@@ -158,13 +215,15 @@ export class Listener implements OpOwner {
   close(): void {
     if (this.state !== 'listening') return;
     this.state = 'closing';
-    if (this.pendingAccepts > 0) this.core.backend.cancel(this.sock, null);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.key) this.core.cancelAll(this.key);
     this.tryFinishClose();
   }
 
   private tryFinishClose(): void {
     if (this.state === 'closing') {
-      if (this.key && this.key.pending > 0) return;
+      if (this.key && this.key.inFlight > 0) return;
       this.core.backend.closeSocket(this.sock, false);
       if (this.key) this.core.releaseKey(this.key);
       this.key = null;

@@ -27,6 +27,11 @@ export interface ListenerConfig {
    * connection (1 = any traffic keeps it open; more = a trickling slowloris client is cut off).
    */
   idleMinBytes?: number;
+  /**
+   * A graceful close (API, idle or too-slow timeout) stops reading and delivers what was read;
+   * what is still undelivered after this long is reset (0 = no limit).
+   */
+  closeTimeoutMs?: number;
   /** Give up on an upstream that does not accept within this time. */
   connectTimeoutMs?: number;
   backlog?: number;
@@ -39,6 +44,7 @@ export const LISTENER_DEFAULTS = {
   idleTimeoutMs: 300_000,
   idleMinBytes: 1,
   connectTimeoutMs: 10_000,
+  closeTimeoutMs: 10_000,
   backlog: 511,
 } as const;
 

@@ -2,24 +2,29 @@
 // recv again. A direction holds at most one buffer, so a slow receiver stops reads on the fast
 // side (backpressure) and memory per connection is bounded. Echo is the pipe client → client.
 //
-// An idle direction holds no buffer at all: it waits with waitReadable (a zero-byte WSARecv on
-// IOCP, as libuv does; POLL_ADD on io_uring) and only then reads into a buffer. While data flows
-// it reads into a buffer directly (one op per read); a buffered read left pending for
+// An idle direction holds no buffer at all: it waits with a bufferless recv (a zero-byte WSARecv
+// on IOCP, as libuv does; POLL_ADD on io_uring) and only then reads into a buffer. While data
+// flows it reads into a buffer directly (one op per read); a buffered read left pending for
 // `parkAfterMs` is cancelled and replaced by a wait ("parking"), which returns its buffer.
+//
+// The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
+// and whichever record holds it last returns it when the record is released.
 import type { Connection, Endpoint } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { PinnedBlock } from './pinned.js';
 import type { OpRecord } from './records.js';
 
 export class Pipe implements OpOwner {
-  /** The source reached EOF and the FIN was passed on. */
+  /** Nothing more goes this way: the source's EOF was passed on (FIN), or reading stopped. */
   done = false;
   bytes = 0;
-  private offset = 0;
-  private length = 0;
+  /** The connection closes gracefully: read no more, deliver what was read, then FIN. */
+  private stopping = false;
+  /** Bytes of the current buffer to deliver. */
+  private fill = 0;
   /** Data is flowing: read into a buffer directly instead of waiting first. */
   private flowing = false;
-  /** The pending buffered read, while there is one (the one parking cancels). */
+  /** The pending read (a wait or a buffered recv), while there is one. */
   private readRec: OpRecord | null = null;
 
   constructor(
@@ -34,19 +39,33 @@ export class Pipe implements OpOwner {
   }
 
   private read(): void {
-    const backend = this.core.backend;
-    if (!this.flowing) {
-      this.core.startOp('recv', this.from.key, this, (rec) =>
-        backend.waitReadable(this.from.sock, rec),
-      );
+    if (this.stopping) {
+      this.finish();
       return;
     }
-    const buf = this.core.buffers.acquire();
-    this.core.startOp('recv', this.from.key, this, (rec) => {
+    const rec = this.core.newOp('recv', this.from.key, this);
+    if (this.flowing) {
+      const buf = this.core.buffers.acquire();
       rec.buffer = buf;
-      this.readRec = rec;
-      return backend.recv(this.from.sock, rec, buf.addr, buf.bytes.byteLength);
-    });
+      rec.length = buf.bytes.byteLength;
+    }
+    this.readRec = rec;
+    this.core.submit(rec);
+  }
+
+  private write(buf: PinnedBlock, offset: number): void {
+    const rec = this.core.newOp('send', this.to.key, this);
+    rec.buffer = buf;
+    rec.offset = offset;
+    rec.length = this.fill - offset;
+    this.core.submit(rec);
+  }
+
+  /** Graceful close: cancel the pending read; a send in flight is delivered, then the FIN. */
+  stopReading(): void {
+    if (this.done || this.stopping) return;
+    this.stopping = true;
+    if (this.readRec) this.core.cancel(this.readRec);
   }
 
   /**
@@ -55,75 +74,96 @@ export class Pipe implements OpOwner {
    */
   park(olderThan: number): void {
     const rec = this.readRec;
-    if (!rec || rec.parking || rec.issuedAt > olderThan) return;
+    if (!rec?.buffer || rec.parking || rec.cancelRequested || rec.issuedAt > olderThan) return;
     rec.parking = true;
-    if (this.core.backend.cancel(this.from.sock, rec) !== 0) rec.parking = false; // completed meanwhile
-  }
-
-  private write(buf: PinnedBlock): void {
-    const off = this.offset;
-    const len = this.length - off;
-    this.core.startOp('send', this.to.key, this, (rec) => {
-      rec.buffer = buf;
-      return this.core.backend.send(this.to.sock, rec, buf.addr + BigInt(off), len);
-    });
+    this.core.cancel(rec);
   }
 
   complete(rec: OpRecord, code: number, bytes: number): void {
-    const buf = rec.buffer;
+    if (rec.kind === 'recv') this.readDone(rec, code, bytes);
+    else this.sendDone(rec, code, bytes);
+  }
+
+  private readDone(rec: OpRecord, code: number, bytes: number): void {
     const conn = this.conn;
-    if (rec === this.readRec) this.readRec = null;
-    if (rec.parking && code === this.core.backend.codes.operationAborted) {
-      // Parked: the buffer goes back to the pool and the direction waits without one.
-      if (buf) this.core.buffers.release(buf);
+    this.readRec = null;
+    const aborted = code === this.core.backend.codes.operationAborted;
+    if (conn.abortive) {
+      conn.settled(); // resetting: nothing read now can be delivered anyway
+      return;
+    }
+    if (rec.parking && aborted) {
+      // Parked: the buffer goes back with the record; the direction waits without one.
       this.flowing = false;
-      if (conn.state === 'open') this.read();
-      else conn.opSettled();
+      this.read();
       return;
     }
-    if (code !== 0 || conn.state !== 'open') {
-      if (buf) this.core.buffers.release(buf);
-      if (code !== 0) conn.failed(rec.kind, rec.kind === 'recv' ? this.from : this.to, code);
-      conn.opSettled();
+    if (code !== 0) {
+      if (!aborted) {
+        conn.failed('recv', this.from, code);
+        return;
+      }
+      // A cancelled read ends the connection (DESIGN §1.5); what was read is still delivered.
+      if (!this.stopping) conn.closeGracefully(`${this.from.side} recv cancelled`);
+      this.finish();
       return;
     }
-    if (!buf) {
-      // A wait completed: data or EOF is there to read.
+    if (!rec.buffer) {
+      // A wait completed: data or EOF is there. Once stopping, nothing was read: nothing lost.
+      if (this.stopping) {
+        this.finish();
+        return;
+      }
       this.flowing = true;
       this.read();
       return;
     }
+    if (bytes === 0) {
+      // EOF — unless the socket says the peer reset (Wine can report a RST as EOF): then the
+      // other side must see a reset too, never a clean FIN after lost bytes.
+      const reset = this.core.backend.resetBehindEof(this.from.sock, this.from.sendShut);
+      if (reset !== 0) conn.failed('recv', this.from, reset);
+      else this.finish();
+      return;
+    }
     conn.touch();
-    if (rec.kind === 'recv') {
-      if (bytes === 0) {
-        this.core.buffers.release(buf);
-        this.finish();
-        return;
-      }
-      this.from.bytesIn += bytes;
-      conn.received(bytes);
-      this.offset = 0;
-      this.length = bytes;
-      this.write(buf);
-      return;
-    }
-    // send
-    this.to.bytesOut += bytes;
-    this.bytes += bytes;
-    this.offset += bytes;
-    if (this.offset < this.length) {
-      this.write(buf); // a partial send: the rest goes before any new read
-      return;
-    }
-    this.core.buffers.release(buf);
-    this.read();
+    conn.progress(bytes);
+    this.from.bytesIn += bytes;
+    this.fill = bytes;
+    // Bytes read are accepted: they are written even while stopping.
+    this.write(rec.takeBuffer() as PinnedBlock, 0);
   }
 
-  /** EOF from the source: carry the half-close across with shutdown(SD_SEND). */
+  private sendDone(rec: OpRecord, code: number, bytes: number): void {
+    const conn = this.conn;
+    if (code !== 0 || (rec.cancelRequested && bytes < rec.length)) {
+      // A failed or cancelled send loses bytes keyport accepted: never a clean FIN after that.
+      // (io_uring may end a cancelled send with the part it had sent, as a success.)
+      conn.failed('send', this.to, code || this.core.backend.codes.operationAborted);
+      return;
+    }
+    if (conn.abortive) {
+      conn.settled();
+      return;
+    }
+    conn.touch();
+    conn.progress(bytes);
+    this.to.bytesOut += bytes;
+    this.bytes += bytes;
+    const next = rec.offset + bytes;
+    if (next < this.fill) {
+      this.write(rec.takeBuffer() as PinnedBlock, next); // the rest goes before any new read
+      return;
+    }
+    this.read(); // the record returns the drained buffer when it is released
+  }
+
+  /** No more to relay this way: carry the half-close across with shutdown(SD_SEND). */
   private finish(): void {
     this.done = true;
+    this.to.sendShut = true;
     const code = this.core.backend.shutdownSend(this.to.sock);
-    if (code !== 0) this.core.countError('shutdown', this.core.backend.errorName(code));
+    if (code !== 0) this.core.countError('shutdown', this.core.errorName(code));
     this.conn.pipeDone();
   }
 }

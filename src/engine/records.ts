@@ -2,7 +2,14 @@
 // starts with the backend's header (the OVERLAPPED on Windows) followed by keyport's own fields,
 // so the address a completion carries identifies the op, and reading the record tells which.
 // A record goes back to the pool only after its completion was dequeued (DESIGN §1.4).
-import { OP_KIND_CODE, type OpKind, type RecordMemory } from './backend.js';
+import {
+  OP_KIND_CODE,
+  type OpData,
+  type OpKind,
+  type Sock,
+  type SocketAddress,
+} from './backend.js';
+import type { BufferPool } from './buffers.js';
 import type { KeyEntry } from './keys.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
@@ -15,7 +22,7 @@ export const ENGINE_FIELDS_SIZE = 16;
 
 const RECORDS_PER_SLAB = 256;
 
-export class OpRecord implements RecordMemory {
+export class OpRecord implements OpData {
   generation = 0;
   kind: OpKind = 'recv';
   inFlight = false;
@@ -28,18 +35,30 @@ export class OpRecord implements RecordMemory {
   key = 0n;
   /** The key-table entry of the socket the op runs on. */
   keyEntry: KeyEntry | null = null;
+  // ---- the op's arguments (what the backend submits) ----
+  sock: Sock = -1;
+  /** For accepts on IOCP: the pre-created socket. */
+  acceptSock: Sock = -1;
+  /** Data buffer lent to the op; returned to its pool with the record (one release site). */
+  buffer: PinnedBlock | null = null;
+  /** Where in the buffer the op starts, and how many bytes it moves. */
+  offset = 0;
+  length = 0;
+  peer: SocketAddress | null = null;
+  // ---- what the engine knows of it ----
+  /** Finished inline and waiting in the engine's queue: no packet may come for it. */
+  inlineQueued = false;
   /** Result of an op that finished inline, until the engine completes it from its queue. */
   inlineCode = 0;
   inlineBytes = 0;
   /** Cancelled by the engine to give its buffer back (an idle read), not by anyone else. */
   parking = false;
+  /** A cancel was asked of the kernel (by the engine or the API). */
+  cancelRequested = false;
   /** Who started the op; the engine's object (listener or connection side). */
   owner: unknown = null;
-  /** Data buffer lent to the op, returned with the record. */
-  buffer: PinnedBlock | null = null;
-  length = 0;
-  /** For accepts: the pre-created socket. */
-  acceptSock = -1;
+  /** While its owner handles the completion: the key the packet carried (null: inline). */
+  dequeuedKey: bigint | null = null;
   readonly addrNum: number;
   /** The record (OVERLAPPED) address as a hex pointer. */
   readonly addressHex: string;
@@ -52,6 +71,17 @@ export class OpRecord implements RecordMemory {
   ) {
     this.addrNum = Number(addr);
     this.addressHex = `0x${addr.toString(16).padStart(16, '0')}`;
+  }
+
+  get bufAddr(): bigint {
+    return this.buffer ? this.buffer.addr + BigInt(this.offset) : 0n;
+  }
+
+  /** Hands the buffer on (to the next op of the same relay direction); the record lets go. */
+  takeBuffer(): PinnedBlock | null {
+    const b = this.buffer;
+    this.buffer = null;
+    return b;
   }
 
   /** Stamps keyport's fields into the pinned record. */
@@ -80,10 +110,14 @@ export class OpPool {
   private readonly byAddr = new Map<number, OpRecord>();
   readonly recordSize: number;
   private inFlightCount = 0;
+  /** Records never reused: a packet for them came with the wrong key (DESIGN §1.8). */
+  private quarantinedCount = 0;
 
   constructor(
     private readonly alloc: PinnedAllocator,
     private readonly headerSize: number,
+    /** Where a record's buffer goes back when the record is released. */
+    private readonly buffers: BufferPool | null = null,
   ) {
     // 16-byte aligned records keep every OVERLAPPED naturally aligned.
     this.recordSize = Math.ceil((headerSize + ENGINE_FIELDS_SIZE) / 16) * 16;
@@ -104,7 +138,7 @@ export class OpPool {
     for (let i = RECORDS_PER_SLAB - 1; i >= 0; i--) this.free.push(this.all[base + i] as OpRecord);
   }
 
-  /** Takes a record for a new op; the caller marks it in flight when the kernel has it. */
+  /** Takes a record for a new op; the caller fills in its arguments and submits it. */
   acquire(kind: OpKind, keyEntry: KeyEntry, owner: unknown): OpRecord {
     if (this.free.length === 0) this.grow();
     const rec = this.free.pop() as OpRecord;
@@ -112,6 +146,7 @@ export class OpPool {
     rec.kind = kind;
     rec.key = keyEntry.key;
     rec.keyEntry = keyEntry;
+    rec.sock = keyEntry.sock;
     rec.owner = owner;
     rec.inFlight = true;
     rec.issuedAt = performance.now();
@@ -120,17 +155,45 @@ export class OpPool {
     return rec;
   }
 
-  /** Returns a record whose completion has been dequeued (or which never reached the kernel). */
+  /**
+   * Returns a record whose completion has been dequeued and handled (or which never reached the
+   * kernel), with the buffer it still holds: the one place either goes back.
+   */
   release(rec: OpRecord): void {
+    this.retire(rec);
+    if (rec.buffer) this.buffers?.release(rec.buffer);
+    rec.buffer = null;
+    this.free.push(rec);
+  }
+
+  /**
+   * Takes a record out of use for good, buffer and all: a packet named it with a key that is
+   * not its owner's, so whether the kernel is done with its memory cannot be known.
+   */
+  quarantine(rec: OpRecord): void {
+    this.retire(rec);
+    this.quarantinedCount++;
+  }
+
+  private retire(rec: OpRecord): void {
     if (!rec.inFlight) throw new Error(`op record ${rec.slot} released twice`);
     rec.inFlight = false;
     rec.owner = null;
     rec.keyEntry = null;
-    rec.buffer = null;
+    rec.sock = -1;
     rec.acceptSock = -1;
+    rec.offset = 0;
+    rec.length = 0;
+    rec.peer = null;
     rec.parking = false;
+    rec.cancelRequested = false;
+    rec.inlineQueued = false;
+    rec.dequeuedKey = null;
     this.inFlightCount--;
-    this.free.push(rec);
+  }
+
+  get quarantined(): number {
+    return this.quarantinedCount;
   }
 
   byAddress(addr: number): OpRecord | undefined {

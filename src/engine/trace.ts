@@ -1,10 +1,18 @@
-// A connection's recent completions (key, record, op, bytes, named status, latency), kept in a
-// small ring of reused objects so recording one allocates nothing.
+// A connection's recent completions (key as dequeued, record, op, bytes, named status, latency),
+// kept in a small ring of reused objects so recording one allocates nothing.
 import type { OpKind } from './backend.js';
 
 export interface TraceEntry {
   at: number;
-  key: string;
+  /**
+   * The completion key the packet carried, as dequeued; null for an op that finished inline
+   * (no packet was queued, so the port returned no key).
+   */
+  key: string | null;
+  /** The key keyport associated the socket with. */
+  expectedKey: string;
+  /** The dequeued key differs from the expected one (the packet was refused). */
+  keyMismatch: boolean;
   record: string;
   op: OpKind;
   side: 'client' | 'upstream';
@@ -22,7 +30,8 @@ export class CompletionTrace {
 
   record(
     at: number,
-    key: string,
+    key: string | null,
+    expectedKey: string,
     record: string,
     op: OpKind,
     side: 'client' | 'upstream',
@@ -33,11 +42,25 @@ export class CompletionTrace {
   ): void {
     let e = this.ring[this.next % this.depth];
     if (!e) {
-      e = { at, key, record, op, side, bytes, status, inline, latencyUs };
+      e = {
+        at,
+        key,
+        expectedKey,
+        keyMismatch: false,
+        record,
+        op,
+        side,
+        bytes,
+        status,
+        inline,
+        latencyUs,
+      };
       this.ring.push(e);
     }
     e.at = at;
     e.key = key;
+    e.expectedKey = expectedKey;
+    e.keyMismatch = key !== null && key !== expectedKey;
     e.record = record;
     e.op = op;
     e.side = side;
@@ -56,4 +79,9 @@ export class CompletionTrace {
     for (let i = 0; i < n; i++) out.push({ ...(this.ring[(start + i) % n] as TraceEntry) });
     return out;
   }
+}
+
+/** A 64-bit value as a hex ULONG_PTR, the way keys and record addresses are shown. */
+export function hex64(v: bigint): string {
+  return `0x${v.toString(16).padStart(16, '0')}`;
 }

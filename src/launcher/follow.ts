@@ -1,6 +1,6 @@
 // Copies what is appended to a file to a stream while a process runs: how the launcher shows
 // node.exe's output (which must go to a file) on the user's terminal.
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 
 export class FileFollower {
   private readonly fd: number;
@@ -14,6 +14,9 @@ export class FileFollower {
     intervalMs = 50,
   ) {
     this.fd = openSync(path, 'a+');
+    // From the end as it is now: a file kept across runs (KEYPORT_LOG_FILE) must not replay
+    // earlier runs' lines onto the terminal.
+    this.pos = fstatSync(this.fd).size;
     this.timer = setInterval(() => this.pump(), intervalMs);
   }
 

@@ -1,8 +1,8 @@
 // `keyport` as the user runs it. On Windows the engine runs in this very process. On Linux the
 // iocp backend runs the same built code with the Windows Node under Wine (provisioned on first
 // use); its output, which must go to a file, is followed onto this terminal.
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { CliError, parseCli, USAGE } from '../main/cli.js';
 import { VERSION } from '../version.js';
 import { FileFollower } from './follow.js';
@@ -46,6 +46,9 @@ export async function launch(argv: string[]): Promise<void> {
 function runUnderWine(argv: string[]): void {
   const logFile =
     process.env.KEYPORT_LOG_FILE ?? join(cacheDir(), 'logs', `keyport-${process.pid}.log`);
+  // Opened first: it follows from where the file ends now, before node.exe writes a line.
+  mkdirSync(dirname(logFile), { recursive: true });
+  const follower = new FileFollower(logFile, process.stdout);
   let child: ReturnType<typeof runWindowsNode>;
   try {
     child = runWindowsNode(join(PACKAGE_ROOT, 'dist', 'main', 'index.js'), argv, { logFile });
@@ -53,12 +56,12 @@ function runUnderWine(argv: string[]): void {
     if (err instanceof ProvisionError) fail(err.message, 1);
     throw err;
   }
-  const follower = new FileFollower(logFile, process.stdout);
   let signals = 0;
   const forward = (): void => {
     // Wine turns SIGINT into a console Ctrl+C, which node.exe handles as a graceful shutdown
-    // (a SIGTERM would end it on the spot). A second signal kills it.
-    child.kill(++signals > 1 ? 'SIGKILL' : 'SIGINT');
+    // (a SIGTERM would end it on the spot). A second one resets what the drain has left; a
+    // third kills it.
+    child.kill(++signals > 2 ? 'SIGKILL' : 'SIGINT');
   };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);

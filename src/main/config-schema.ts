@@ -62,6 +62,14 @@ export const ListenerInput = Type.Object(
         description: 'forward: upstream connect timeout (default 10000)',
       }),
     ),
+    closeTimeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 3_600_000,
+        description:
+          'A graceful close (DELETE /connections/{id}, idle or too-slow timeout) stops reading and delivers what was already read; what is still undelivered after this long is reset. 0 = no limit (default 10000)',
+      }),
+    ),
   },
   { $id: 'ListenerInput', additionalProperties: false },
 );

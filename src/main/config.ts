@@ -82,6 +82,7 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
     ...(input.maxConnections !== undefined ? { maxConnections: input.maxConnections } : {}),
     ...(input.onLimit !== undefined ? { onLimit: input.onLimit } : {}),
     ...(input.idleMinBytes !== undefined ? { idleMinBytes: input.idleMinBytes } : {}),
+    ...(input.closeTimeoutMs !== undefined ? { closeTimeoutMs: input.closeTimeoutMs } : {}),
     ...(input.idleTimeoutMs !== undefined ? { idleTimeoutMs: input.idleTimeoutMs } : {}),
     ...(input.connectTimeoutMs !== undefined ? { connectTimeoutMs: input.connectTimeoutMs } : {}),
   };

@@ -11,12 +11,12 @@ import { CliError, parseCli } from './cli.js';
 import { ConfigError, checkApiExposure, loadSettings, type Settings } from './config.js';
 
 /** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
-async function createBackend(choice: string): Promise<Backend> {
+async function createBackend(choice: string, onError: (err: unknown) => void): Promise<Backend> {
   if (choice === 'uring' || (choice === 'auto' && process.platform === 'linux')) {
     if (process.platform !== 'linux') fail('--backend uring needs Linux (io_uring)', 2);
     const { UringBackend } = await import('../engine/uring/backend.js');
     try {
-      return new UringBackend();
+      return new UringBackend({ onError });
     } catch (err) {
       fail((err as Error).message, 1);
     }
@@ -28,7 +28,7 @@ async function createBackend(choice: string): Promise<Backend> {
     );
   }
   const { IocpBackend } = await import('../engine/iocp/backend.js');
-  return new IocpBackend();
+  return new IocpBackend({ onError });
 }
 
 /** Debug aid (and the GC-pressure test): with node --expose-gc, collect every N ms. */
@@ -45,6 +45,9 @@ function startGcStress(log: { warn(msg: string): void }): void {
   setInterval(gc, ms).unref();
 }
 
+/** The exit code after a fatal (internal) error, distinct from usage (2) and drain-abort (3). */
+const FATAL_EXIT_CODE = 70;
+
 function fail(message: string, code: number): never {
   process.stderr.write(`keyport: ${message}\n`);
   process.exit(code);
@@ -60,8 +63,27 @@ export async function run(argv: string[]): Promise<void> {
     throw err;
   }
 
-  const backend = await createBackend(settings.backend);
   let log: LogFn = (_level, obj, msg) => process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
+  // A throw in the completion path (or anywhere else nobody catches) leaves the engine's state
+  // unknown: log it, wake the dequeue thread (under Wine, exit waits forever on a thread parked
+  // in GetQueuedCompletionStatusEx) and exit non-zero at once, for a supervisor to restart us.
+  let backendRef: Backend | null = null;
+  let dying = false;
+  const fatal = (err: unknown): void => {
+    if (dying) return;
+    dying = true;
+    const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+    log('error', { err: text }, 'fatal error: exiting');
+    process.stderr.write(`keyport: fatal: ${text}\n`);
+    const exit = () => process.exit(FATAL_EXIT_CODE);
+    setTimeout(exit, 1500).unref();
+    if (backendRef) void backendRef.stop().then(exit, exit);
+    else exit();
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
+  const backend = await createBackend(settings.backend, fatal);
+  backendRef = backend;
   const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
   const control = new EngineControl(engine);
   // KEYPORT_METRICS=off: no observer on the data path, and GET /metrics answers 404.
@@ -115,9 +137,17 @@ export async function run(argv: string[]): Promise<void> {
 
   let stopping = false;
   const stop = async (signal: string): Promise<void> => {
-    if (stopping) return;
+    if (stopping) {
+      // A second Ctrl+C: stop waiting for the drain; reset what is left now.
+      api.log.warn(`${signal} again: resetting the connections left`);
+      engine.abortAll(`${signal} during drain`);
+      return;
+    }
     stopping = true;
-    api.log.info(`${signal}: shutting down`);
+    api.log.info(
+      { deadlineMs: settings.shutdownDeadlineMs, connections: engine.connections.size },
+      `${signal}: shutting down (draining; a second ${signal} resets what is left)`,
+    );
     await api.close();
     const drained = await engine.shutdown(settings.shutdownDeadlineMs);
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');

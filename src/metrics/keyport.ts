@@ -2,6 +2,7 @@
 // up front, so the per-completion calls only add to numbers, plus gauges and byte counters read
 // from engine state at scrape time. Labels stay bounded: op kind, listener id, error name (capped).
 import { exponentialBuckets } from 'prom-client';
+import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
 import type { EngineObserver } from '../engine/engine.js';
 import { Exposition, type Rendered } from './exposition.js';
@@ -16,8 +17,12 @@ import {
 
 /** What the metrics read from the engine (the Engine satisfies it). */
 export interface MetricsEngine {
-  readonly ops: { inFlight(): Iterable<{ readonly kind: OpKind }> };
-  readonly listeners: ReadonlyMap<string, { readonly id: string; connections: { size: number } }>;
+  readonly ops: { inFlight(): Iterable<{ readonly kind: OpKind }>; readonly quarantined: number };
+  readonly listeners: ReadonlyMap<
+    string,
+    { readonly id: string; connections: { size: number }; readonly degraded: boolean }
+  >;
+  readonly anomalies: { readonly counts: Readonly<Record<AnomalyKind, number>> };
   readonly connections: ReadonlyMap<string, ConnectionLike>;
 }
 
@@ -123,6 +128,38 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.inline);
+    x.add(
+      new CollectedFamily(
+        'keyport_completion_anomalies_total',
+        "Completions refused because they disagree with what was issued: stray (no op in flight on that record), key-mismatch (the key is not the socket's), duplicate (the kernel still held the op, or its byte count differs)",
+        'counter',
+        () =>
+          ANOMALY_KINDS.map((kind) => ({
+            labels: { kind },
+            value: this.engine.anomalies.counts[kind],
+          })),
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_op_records_quarantined',
+        'Op records taken out of use for good after a key mismatch (their memory stays pinned)',
+        'gauge',
+        () => [{ labels: {}, value: this.engine.ops.quarantined }],
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_listener_degraded',
+        '1 while a listener has no accept posted (retrying after accept failures such as EMFILE)',
+        'gauge',
+        () =>
+          [...this.engine.listeners.values()].map((l) => ({
+            labels: { listener: l.id },
+            value: l.degraded ? 1 : 0,
+          })),
+      ),
+    );
   }
 
   render(accept?: string): Promise<Rendered> {

@@ -28,6 +28,7 @@ export const EVENT_TYPES = [
   'connection-opened',
   'connection-closed',
   'op-cancelled',
+  'anomaly',
   'error',
 ] as const;
 
@@ -51,8 +52,11 @@ const STREAM_DESCRIPTION = [
   '`id: <n>`, `event: <type>`, `data: <one JSON object>` and a blank line. Types:',
   `${EVENT_TYPES.map((t) => `\`${t}\``).join(', ')}.`,
   'Every data object has `type` and `at` (ms since the epoch); connection events carry',
-  '`connection`, `listener`, `key` (opened: `remote`; closed: `reason`, `abortive`, `bytesIn`,',
-  '`bytesOut`); `op-cancelled` carries `record`, `op`, `key`, `status`; `error` carries `op`, `error`,',
+  '`connection`, `listener`, `key` (opened: `remote`, `acceptKey` — the key the accept was dequeued',
+  "with, the listener's; closed: `reason`, `abortive`, `bytesIn`, `bytesOut`, `upstreamBytesIn`,",
+  '`upstreamBytesOut`); `op-cancelled` carries `record`, `op`, `key`, `status`; `anomaly` (a completion',
+  'refused because its key or record disagrees with what was issued) carries `kind` (stray,',
+  'key-mismatch, duplicate), `key` as dequeued, `expectedKey`, `record`, `op`; `error` carries `op`, `error`,',
   '`key` (with a browser EventSource, note that its own connection errors are `error` events',
   'too, without data). A comment line (`: heartbeat`) comes every 15 s. Past events are not replayed.',
   `Bounded per client: one that does not read and lets ${EVENTS_CLIENT_BUFFER_BYTES / 1024} KiB`,

@@ -24,7 +24,11 @@ export const ListenerView = Type.Object(
     target: Type.Union([Type.String(), Type.Null()], {
       description: 'Forward target as configured',
     }),
-    state: Type.String({ examples: ['listening'] }),
+    state: Type.String({
+      description:
+        'listening | degraded (no accept posted: retrying after failures, see acceptError) | closing | draining | closed',
+      examples: ['listening'],
+    }),
     key: Type.Union([Type.String(), Type.Null()], {
       description: "The listener socket's completion key; every AcceptEx completes with it",
     }),
@@ -39,6 +43,16 @@ export const ListenerView = Type.Object(
     rejectedTotal: Type.Integer({ description: 'Clients reset at the connection limit' }),
     idleTimeoutMs: Type.Integer(),
     idleMinBytes: Type.Integer({ description: 'Bytes each idle window must bring' }),
+    closeTimeoutMs: Type.Integer({
+      description: 'How long a graceful close may take to deliver what was read before it resets',
+    }),
+    acceptPostsTotal: Type.Integer({
+      description: 'Accept ops handed to the kernel since the listener started',
+    }),
+    acceptError: Type.Union([Type.String(), Type.Null()], {
+      description: 'The last accept failure while the accept chain backs off; null once healthy',
+    }),
+    acceptErrorAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
     connectTimeoutMs: Type.Integer(),
     acceptedTotal: Type.Integer(),
     createdAt: Type.String({ format: 'date-time' }),
@@ -72,7 +86,17 @@ export const ConnectionView = Type.Object(
 export const TraceEntryView = Type.Object(
   {
     at: Type.Number({ description: 'ms since the epoch when the completion was handled' }),
-    key: Type.String(),
+    key: Type.Union([Type.String(), Type.Null()], {
+      description:
+        "The completion key as DEQUEUED from the port (the kernel's word); null when the op finished inline and no packet carried a key. An accept shows the LISTENER's key",
+    }),
+    expectedKey: Type.String({
+      description: 'The key keyport associated the socket with (for an accept: the listener)',
+    }),
+    keyMismatch: Type.Boolean({
+      description:
+        'The dequeued key is not the expected one: the packet was refused and counted as an anomaly',
+    }),
     record: Type.String({ description: 'Address of the extended OVERLAPPED record' }),
     op: Type.String(),
     side: Type.Union([Type.Literal('client'), Type.Literal('upstream')]),
@@ -137,6 +161,27 @@ export const Readiness = Type.Object(
       description: 'A heartbeat packet went through the completion port in the last 10 s',
     }),
     lastHeartbeatAgeMs: Type.Union([Type.Integer(), Type.Null()]),
+    degradedListeners: Type.Array(Type.String(), {
+      description: 'Listeners with no accept posted (retrying after failures): not ready',
+    }),
+    anomalies: Type.Object(
+      {
+        stray: Type.Integer({ description: 'Completions naming a record with no op in flight' }),
+        keyMismatch: Type.Integer({
+          description: "Completions whose key is not the key of their record's socket",
+        }),
+        duplicate: Type.Integer({
+          description: 'Completions for an op the kernel still held, or already finished',
+        }),
+        quarantinedRecords: Type.Integer({
+          description: 'Op records taken out of use after a key mismatch',
+        }),
+      },
+      {
+        description:
+          'Completions refused because they disagree with what was issued (DESIGN §1.8); they never reach a connection',
+      },
+    ),
     reasons: Type.Array(Type.String()),
   },
   { $id: 'Readiness' },

@@ -945,7 +945,11 @@
         <td><span class="badge ${t.status === 'SUCCESS' ? 'ok' : 'bad'}">${esc(t.status)}</span>${
           t.inline ? ' <span class="badge" title="completed inline, no packet">inline</span>' : ''
         }</td>
-        <td class="num">${fmtLatency(t.latencyUs / 1e6)}</td><td class="mono">${esc(t.record)}</td></tr>`,
+        <td class="num">${fmtLatency(t.latencyUs / 1e6)}</td>
+        <td class="mono" title="the key as dequeued from the port; keyport associated ${esc(t.expectedKey)}">${
+          t.key === null ? '—' : esc(t.key)
+        }${t.keyMismatch ? ' <span class="badge bad" title="not the socket\'s key: refused">mismatch</span>' : ''}</td>
+        <td class="mono">${esc(t.record)}</td></tr>`,
     );
     setHtml(
       el,
@@ -956,8 +960,8 @@
           : cmdButton('conn-close', d.id, 'Close') + cmdButton('conn-abort', d.id, 'Abort', true)
       }</div>
       <div class="scroll tall"><table id="trace-table"><thead><tr><th class="num">ago</th><th>op</th>${sides ? '<th>side</th>' : ''}
-      <th class="num">bytes</th><th>status</th><th class="num">latency</th><th>record</th></tr></thead>
-      <tbody>${trace.join('') || '<tr><td class="empty" colspan="7">No completion yet.</td></tr>'}</tbody></table></div>`,
+      <th class="num">bytes</th><th>status</th><th class="num">latency</th><th title="as dequeued from the port">key</th><th>record</th></tr></thead>
+      <tbody>${trace.join('') || '<tr><td class="empty" colspan="8">No completion yet.</td></tr>'}</tbody></table></div>`,
     );
   }
 

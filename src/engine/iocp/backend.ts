@@ -5,18 +5,22 @@ import {
   type Backend,
   BackendError,
   type CompletionSink,
+  type OpData,
   PENDING,
+  type RecordLookup,
   type RecordMemory,
   type Sock,
   type SocketAddress,
   type StartResult,
 } from '../backend.js';
+import { FAULTS, wrongKey } from '../faults.js';
 import type { PinnedBlock } from '../pinned.js';
 import { ntstatusToWin32, win32ErrorName } from './errors.js';
 import { type Extensions, loadExtensions } from './extensions.js';
 import {
   ACCEPT_ADDR_LEN,
   ENTRY_BYTES,
+  ENTRY_INTERNAL,
   ENTRY_KEY,
   ENTRY_OVERLAPPED,
   ENTRY_SIZE,
@@ -42,23 +46,65 @@ function u64(view: DataView, off: number): number {
   return view.getUint32(off, true) + view.getUint32(off + 4, true) * 0x1_0000_0000;
 }
 
+export interface IocpOptions {
+  /** Where errors that no caller can receive go (a throwing sink): the process's fatal path. */
+  onError?: (err: unknown) => void;
+}
+
+/** What keyport learned of a socket when it created it. */
+interface SocketInfo {
+  /** Its provider's catalog entry: extension functions are fetched per provider. */
+  catalogEntry: number;
+  /** The provider hands out real file handles (XP1_IFS_HANDLES): skip mode may be set. */
+  ifs: boolean;
+  /** FILE_SKIP_COMPLETION_PORT_ON_SUCCESS took effect: an inline success posts no packet. */
+  skipMode: boolean;
+}
+
 export class IocpBackend implements Backend {
   readonly name = 'iocp' as const;
   readonly recordHeaderSize = RECORD_SIZE;
   readonly wakeKey = WAKE_KEY;
-  readonly codes = { operationAborted: 995, connectionRefused: 1225, timedOut: 121 };
+  readonly codes = {
+    operationAborted: 995,
+    connectionRefused: 1225,
+    timedOut: 121,
+    invalidArgument: 87,
+    notFound: w.ERROR_NOT_FOUND,
+    // WSAECONNRESET, ERROR_NETNAME_DELETED, ERROR_CONNECTION_ABORTED, WSAECONNABORTED
+    resets: [10054, 64, 1236, 10053],
+  };
+  /** OVERLAPPED.Internal reads STATUS_PENDING while the kernel owns the op. */
+  readonly statusWord = {
+    offset: OV_INTERNAL,
+    pending: w.STATUS_PENDING,
+    bytesOffset: OV_INTERNAL_HIGH,
+  };
   /** AcceptEx accepts into a socket the caller created beforehand. */
   readonly preCreatesAcceptSocket = true;
 
   private readonly port: number;
-  private ext: Extensions | null = null;
+  /** Extension functions per provider catalog entry (a layered provider has its own). */
+  private readonly ext = new Map<number, Extensions>();
+  private readonly sockets = new Map<Sock, SocketInfo>();
+  private readonly protocolInfo: PinnedBlock;
+  private readonly protocolInfoView: DataView;
+  private readonly onError: (err: unknown) => void;
+  private associations = 0;
+  private dequeued = 0;
   private readonly scratch: PinnedBlock;
   private readonly scratchView: DataView;
   private entries: PinnedBlock | null = null;
   private stopping = false;
   private parked: Promise<void> | null = null;
 
-  constructor() {
+  constructor(options: IocpOptions = {}) {
+    this.onError =
+      options.onError ??
+      ((err) => {
+        const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
+        process.stderr.write(`keyport iocp backend: ${text}\n`);
+      });
     const wsadata = this.allocPinned(512);
     const rc = w.WSAStartup(0x0202, wsadata.addr);
     if (rc !== 0) throw new BackendError('WSAStartup', rc, win32ErrorName(rc));
@@ -68,6 +114,12 @@ export class IocpBackend implements Backend {
     this.port = port;
     this.scratch = this.allocPinned(256);
     this.scratchView = new DataView(this.scratch.bytes.buffer, this.scratch.bytes.byteOffset, 256);
+    this.protocolInfo = this.allocPinned(w.PROTOCOL_INFO_SIZE + 8);
+    this.protocolInfoView = new DataView(
+      this.protocolInfo.bytes.buffer,
+      this.protocolInfo.bytes.byteOffset,
+      w.PROTOCOL_INFO_SIZE + 8,
+    );
   }
 
   allocPinned(size: number): PinnedBlock {
@@ -86,7 +138,7 @@ export class IocpBackend implements Backend {
 
   // ---- the dequeue loop -------------------------------------------------------------------
 
-  start(sink: CompletionSink): void {
+  start(sink: CompletionSink, _records: RecordLookup): void {
     const entries = this.allocPinned(ENTRY_SIZE * DEQUEUE_BATCH + 8);
     this.entries = entries;
     const view = new DataView(
@@ -113,17 +165,29 @@ export class IocpBackend implements Backend {
             }
             const n = view.getUint32(removedOff, true);
             let woken = false;
-            for (let i = 0; i < n; i++) {
-              const base = i * ENTRY_SIZE;
-              const key = view.getBigUint64(base + ENTRY_KEY, true);
-              const ov = u64(view, base + ENTRY_OVERLAPPED);
-              if (key === WAKE_KEY && ov === 0) {
-                woken = true;
-                continue;
+            try {
+              for (let i = 0; i < n; i++) {
+                const base = i * ENTRY_SIZE;
+                const key = view.getBigUint64(base + ENTRY_KEY, true);
+                const ov = u64(view, base + ENTRY_OVERLAPPED);
+                if (key === WAKE_KEY && ov === 0) {
+                  woken = true;
+                  continue;
+                }
+                // The entry is the kernel's word: its key, its OVERLAPPED, its status and bytes
+                // (the packet's own copy of the IO_STATUS_BLOCK).
+                const bytes = view.getUint32(base + ENTRY_BYTES, true);
+                const status = ntstatusToWin32(view.getUint32(base + ENTRY_INTERNAL, true));
+                sink.completion(key, ov, bytes, status);
+                if (FAULTS.duplicateEvery > 0 && ++this.dequeued % FAULTS.duplicateEvery === 0) {
+                  // Test fault: the same packet once more, as a buggy layer might queue it.
+                  w.PostQueuedCompletionStatus(this.port, bytes, key, BigInt(ov));
+                }
               }
-              sink.completion(key, ov, view.getUint32(base + ENTRY_BYTES, true));
+              sink.batch(n);
+            } catch (e) {
+              this.onError(e);
             }
-            sink.batch(n);
             if (woken && this.stopping) resolve();
             else park();
           },
@@ -148,17 +212,10 @@ export class IocpBackend implements Backend {
 
   /** Posts a completion packet by hand (used by the self-test and to inject wake-ups). */
   post(key: bigint, rec: RecordMemory, bytes: number): void {
+    this.resetOverlapped(rec); // Internal 0: no kernel op holds this record
     if (!w.PostQueuedCompletionStatus(this.port, bytes, key, rec.addr)) {
       this.fail('PostQueuedCompletionStatus', w.GetLastError());
     }
-  }
-
-  resultCode(rec: RecordMemory): number {
-    return ntstatusToWin32(rec.view.getUint32(OV_INTERNAL, true));
-  }
-
-  rawStatus(rec: RecordMemory): number {
-    return rec.view.getUint32(OV_INTERNAL, true);
   }
 
   inlineBytes(rec: RecordMemory): number {
@@ -178,8 +235,37 @@ export class IocpBackend implements Backend {
       w.WSA_FLAG_OVERLAPPED | w.WSA_FLAG_NO_HANDLE_INHERIT,
     );
     if (s === w.INVALID_SOCKET) this.fail('WSASocketW', w.WSAGetLastError());
+    if (FAULTS.socketLimit > 0 && this.sockets.size >= FAULTS.socketLimit) {
+      w.closesocket(s); // test fault: as if the process were out of handles
+      this.fail(
+        'WSASocketW',
+        w.WSAEMFILE,
+        `KEYPORT_TEST_FAULTS socket-limit:${FAULTS.socketLimit}`,
+      );
+    }
     if (family === 6) this.setIntOption(s, w.IPPROTO_IPV6, w.IPV6_V6ONLY, 1);
+    this.sockets.set(s, this.describe(s));
     return s;
+  }
+
+  /** Reads the socket's provider: its catalog entry, and whether its handles are IFS handles. */
+  private describe(s: Sock): SocketInfo {
+    const v = this.protocolInfoView;
+    v.setInt32(w.PROTOCOL_INFO_SIZE, w.PROTOCOL_INFO_SIZE, true);
+    const rc = w.getsockopt(
+      s,
+      w.SOL_SOCKET,
+      w.SO_PROTOCOL_INFOW,
+      this.protocolInfo.addr,
+      this.protocolInfo.addr + BigInt(w.PROTOCOL_INFO_SIZE),
+    );
+    if (rc !== 0) return { catalogEntry: -1, ifs: false, skipMode: false };
+    return {
+      catalogEntry: v.getUint32(w.PI_CATALOG_ENTRY_ID, true),
+      ifs:
+        FAULTS.nonIfs === 0 && (v.getUint32(w.PI_SERVICE_FLAGS1, true) & w.XP1_IFS_HANDLES) !== 0,
+      skipMode: false,
+    };
   }
 
   private setIntOption(s: Sock, level: number, name: number, value: number): number {
@@ -188,8 +274,13 @@ export class IocpBackend implements Backend {
   }
 
   private extensions(s: Sock): Extensions {
-    this.ext ??= loadExtensions(s);
-    return this.ext;
+    const provider = this.sockets.get(s)?.catalogEntry ?? -1;
+    let ext = this.ext.get(provider);
+    if (!ext) {
+      ext = loadExtensions(s);
+      this.ext.set(provider, ext);
+    }
+    return ext;
   }
 
   listen(sock: Sock, addr: SocketAddress, backlog: number): SocketAddress {
@@ -214,45 +305,81 @@ export class IocpBackend implements Backend {
   }
 
   associate(sock: Sock, key: bigint): void {
-    if (w.CreateIoCompletionPort(sock, this.port, key, 0) !== this.port) {
+    // Test fault: every Nth socket is tied to the wrong key, as a bug in a layer below might.
+    const k =
+      FAULTS.wrongKeyEvery > 0 && ++this.associations % FAULTS.wrongKeyEvery === 0
+        ? wrongKey(key)
+        : key;
+    if (w.CreateIoCompletionPort(sock, this.port, k, 0) !== this.port) {
       this.fail('CreateIoCompletionPort(associate)', w.GetLastError());
     }
     this.setSkipMode(sock);
   }
 
-  /** An op that succeeds inline then posts no packet: the engine completes it itself (DESIGN §1.7). */
+  /**
+   * An op that succeeds inline then posts no packet: the engine completes it itself (DESIGN
+   * §1.7) — but only where the mode took effect: on IFS providers (as libuv checks), and only
+   * if SetFileCompletionNotificationModes succeeded. Elsewhere an inline success still queues
+   * a packet, and treating it as packet-less would let that packet complete a reused record.
+   */
   private setSkipMode(sock: Sock): void {
-    w.SetFileCompletionNotificationModes(
-      sock,
-      w.FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | w.FILE_SKIP_SET_EVENT_ON_HANDLE,
-    );
+    const info = this.sockets.get(sock);
+    if (!info?.ifs) return;
+    info.skipMode =
+      w.SetFileCompletionNotificationModes(
+        sock,
+        w.FILE_SKIP_COMPLETION_PORT_ON_SUCCESS | w.FILE_SKIP_SET_EVENT_ON_HANDLE,
+      ) !== 0;
   }
 
-  private resetOverlapped(rec: RecordMemory): void {
+  /** Whether inline successes on this socket post no packet (for tests and diagnostics). */
+  skipsCompletionOnSuccess(sock: Sock): boolean {
+    return this.sockets.get(sock)?.skipMode ?? false;
+  }
+
+  /** Internal = STATUS_PENDING until the kernel writes the op's result (as Windows itself does). */
+  private resetOverlapped(rec: RecordMemory, pending = false): void {
     for (let i = 0; i < OVERLAPPED_SIZE; i += 4) rec.view.setUint32(i, 0, true);
+    if (pending) rec.view.setUint32(OV_INTERNAL, w.STATUS_PENDING, true);
   }
 
   /** Maps a start call's return to PENDING or an inline result code. */
-  private started(ok: boolean, rec: RecordMemory): StartResult {
-    if (ok) return ntstatusToWin32(rec.view.getUint32(OV_INTERNAL, true));
+  private started(ok: boolean, sock: Sock): StartResult {
+    if (ok) return this.sockets.get(sock)?.skipMode ? 0 : PENDING;
     const err = w.WSAGetLastError();
     return err === w.WSA_IO_PENDING ? PENDING : err;
   }
 
-  accept(listenSock: Sock, acceptSock: Sock, rec: RecordMemory): StartResult {
-    this.resetOverlapped(rec);
-    rec.view.setBigInt64(REC_ACCEPT_SOCKET, BigInt(acceptSock), true);
-    const ok = this.extensions(listenSock).AcceptEx(
-      listenSock,
-      acceptSock,
-      rec.addr + BigInt(REC_ADDRS),
+  submit(op: OpData): StartResult {
+    this.resetOverlapped(op, true);
+    switch (op.kind) {
+      case 'accept':
+        return this.accept(op);
+      case 'connect':
+        return this.connect(op);
+      case 'recv':
+        return this.recv(op);
+      case 'send':
+        return this.send(op);
+      default:
+        throw new Error(`iocp: ${op.kind} is not an op this backend submits`);
+    }
+  }
+
+  private accept(op: OpData): StartResult {
+    const rec = op.view;
+    rec.setBigInt64(REC_ACCEPT_SOCKET, BigInt(op.acceptSock), true);
+    const ok = this.extensions(op.sock).AcceptEx(
+      op.sock,
+      op.acceptSock,
+      op.addr + BigInt(REC_ADDRS),
       0,
       ACCEPT_ADDR_LEN,
       ACCEPT_ADDR_LEN,
-      rec.addr + BigInt(REC_BYTES),
-      rec.addr,
+      op.addr + BigInt(REC_BYTES),
+      op.addr,
     );
-    return this.started(ok !== 0, rec);
+    return this.started(ok !== 0, op.sock);
   }
 
   /** AcceptEx accepted into the pre-created socket itself. */
@@ -272,19 +399,18 @@ export class IocpBackend implements Backend {
     return ok === 0 ? 0 : w.WSAGetLastError();
   }
 
-  connect(sock: Sock, addr: SocketAddress, rec: RecordMemory): StartResult {
-    this.resetOverlapped(rec);
-    const len = writeSockaddr(rec.view, REC_ADDRS, addr);
-    const ok = this.extensions(sock).ConnectEx(
-      sock,
-      rec.addr + BigInt(REC_ADDRS),
+  private connect(op: OpData): StartResult {
+    const len = writeSockaddr(op.view, REC_ADDRS, op.peer as SocketAddress);
+    const ok = this.extensions(op.sock).ConnectEx(
+      op.sock,
+      op.addr + BigInt(REC_ADDRS),
       len,
       null,
       0,
       null,
-      rec.addr,
+      op.addr,
     );
-    return this.started(ok !== 0, rec);
+    return this.started(ok !== 0, op.sock);
   }
 
   finishConnect(sock: Sock): number {
@@ -292,14 +418,15 @@ export class IocpBackend implements Backend {
     return ok === 0 ? 0 : w.WSAGetLastError();
   }
 
-  recv(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
-    this.resetOverlapped(rec);
-    rec.view.setUint32(REC_WSABUF, len, true);
-    rec.view.setBigUint64(REC_WSABUF + 8, buf, true);
-    rec.view.setUint32(REC_FLAGS, 0, true);
-    const base = rec.addr;
+  /** A recv of length 0 (no buffer) completes when data or the FIN arrives, and reads nothing. */
+  private recv(op: OpData): StartResult {
+    const v = op.view;
+    v.setUint32(REC_WSABUF, op.length, true);
+    v.setBigUint64(REC_WSABUF + 8, op.bufAddr, true);
+    v.setUint32(REC_FLAGS, 0, true);
+    const base = op.addr;
     const rc = w.WSARecv(
-      sock,
+      op.sock,
       base + BigInt(REC_WSABUF),
       1,
       base + BigInt(REC_BYTES),
@@ -307,21 +434,16 @@ export class IocpBackend implements Backend {
       base,
       null,
     );
-    return this.started(rc === 0, rec);
+    return this.started(rc === 0, op.sock);
   }
 
-  /** A zero-byte WSARecv completes when data (or the FIN) arrives, and reads nothing. */
-  waitReadable(sock: Sock, rec: RecordMemory): StartResult {
-    return this.recv(sock, rec, 0n, 0);
-  }
-
-  send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
-    this.resetOverlapped(rec);
-    rec.view.setUint32(REC_WSABUF, len, true);
-    rec.view.setBigUint64(REC_WSABUF + 8, buf, true);
-    const base = rec.addr;
+  private send(op: OpData): StartResult {
+    const v = op.view;
+    v.setUint32(REC_WSABUF, op.length, true);
+    v.setBigUint64(REC_WSABUF + 8, op.bufAddr, true);
+    const base = op.addr;
     const rc = w.WSASend(
-      sock,
+      op.sock,
       base + BigInt(REC_WSABUF),
       1,
       base + BigInt(REC_BYTES),
@@ -329,15 +451,31 @@ export class IocpBackend implements Backend {
       base,
       null,
     );
-    return this.started(rc === 0, rec);
+    return this.started(rc === 0, op.sock);
+  }
+
+  /**
+   * Wine 8's wineserver reads SO_ERROR itself when a RST arrives while it watches the socket,
+   * clearing the error, so the application's next recv reads 0 bytes — a clean EOF — after lost
+   * data. Wine keeps its own record of the error, which a zero-timeout WSAPoll reports as
+   * POLLERR (a real FIN gives POLLHUP alone). Checked on Wine 8 (every RST-as-EOF caught, no
+   * FIN misread) and Wine 10 (which reports the reset itself). On Windows this never fires.
+   */
+  resetBehindEof(sock: Sock, _sendShut: boolean): number {
+    const v = this.scratchView;
+    v.setBigInt64(0, BigInt(sock), true);
+    v.setInt16(w.POLLFD_EVENTS, w.POLLRDNORM, true);
+    v.setInt16(w.POLLFD_REVENTS, 0, true);
+    if (w.WSAPoll(this.scratch.addr, 1, 0) < 0) return 0;
+    return v.getUint16(w.POLLFD_REVENTS, true) & w.POLLERR ? w.WSAECONNRESET : 0;
   }
 
   shutdownSend(sock: Sock): number {
     return w.shutdown(sock, w.SD_SEND) === 0 ? 0 : w.WSAGetLastError();
   }
 
-  cancel(sock: Sock, rec: RecordMemory | null): number {
-    if (w.CancelIoEx(sock, rec ? rec.addr : null)) return 0;
+  cancel(sock: Sock, rec: RecordMemory): number {
+    if (w.CancelIoEx(sock, rec.addr)) return 0;
     return w.GetLastError();
   }
 
@@ -349,6 +487,7 @@ export class IocpBackend implements Backend {
       w.setsockopt(sock, w.SOL_SOCKET, w.SO_LINGER, this.scratch.addr, 4);
     }
     w.closesocket(sock);
+    this.sockets.delete(sock);
   }
 
   private sockaddrOf(fn: typeof w.getsockname, sock: Sock): SocketAddress | null {

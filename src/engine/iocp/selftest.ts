@@ -23,14 +23,17 @@ async function main(): Promise<void> {
   const got = await new Promise<{ key: bigint; addr: number; bytes: number; batch: number }>(
     (resolve) => {
       let seen: { key: bigint; addr: number; bytes: number } | null = null;
-      backend.start({
-        completion: (key, addr, bytes) => {
-          seen = { key, addr, bytes };
+      backend.start(
+        {
+          completion: (key, addr, bytes) => {
+            seen = { key, addr, bytes };
+          },
+          batch: (n) => {
+            if (seen) resolve({ ...seen, batch: n });
+          },
         },
-        batch: (n) => {
-          if (seen) resolve({ ...seen, batch: n });
-        },
-      });
+        () => undefined,
+      );
       backend.post(KEY, rec, BYTES);
     },
   );

@@ -34,6 +34,9 @@ export const shutdown = ws2.func('int __stdcall shutdown(intptr_t s, int how)');
 export const setsockopt = ws2.func(
   'int __stdcall setsockopt(intptr_t s, int level, int name, void *value, int len)',
 );
+export const getsockopt = ws2.func(
+  'int __stdcall getsockopt(intptr_t s, int level, int name, void *value, void *len)',
+);
 export const getsockname = ws2.func('int __stdcall getsockname(intptr_t s, void *addr, void *len)');
 export const getpeername = ws2.func('int __stdcall getpeername(intptr_t s, void *addr, void *len)');
 export const WSARecv = ws2.func(
@@ -42,6 +45,7 @@ export const WSARecv = ws2.func(
 export const WSASend = ws2.func(
   'int __stdcall WSASend(intptr_t s, void *bufs, uint32_t count, void *bytes, uint32_t flags, void *overlapped, void *routine)',
 );
+export const WSAPoll = ws2.func('int __stdcall WSAPoll(void *fds, uint32_t count, int timeout)');
 export const WSAIoctl = ws2.func(
   'int __stdcall WSAIoctl(intptr_t s, uint32_t code, void *inBuf, uint32_t inLen, void *outBuf, uint32_t outLen, void *returned, void *overlapped, void *routine)',
 );
@@ -84,10 +88,27 @@ export const TCP_NODELAY = 0x0001;
 export const SD_SEND = 1;
 export const SD_BOTH = 2;
 
+export const SO_PROTOCOL_INFOW = 0x2005;
+/** WSAPROTOCOL_INFOW (628 B): dwServiceFlags1 @0, dwCatalogEntryId @36. */
+export const PROTOCOL_INFO_SIZE = 628;
+export const PI_SERVICE_FLAGS1 = 0;
+export const PI_CATALOG_ENTRY_ID = 36;
+/** The provider's sockets are real file handles: skip-on-success modes apply to them. */
+export const XP1_IFS_HANDLES = 0x00020000;
+
 export const SIO_GET_EXTENSION_FUNCTION_POINTER = 0xc8000006;
 export const FILE_SKIP_COMPLETION_PORT_ON_SUCCESS = 0x1;
 export const FILE_SKIP_SET_EVENT_ON_HANDLE = 0x2;
 
+/** WSAPOLLFD (16 B): SOCKET fd @0, SHORT events @8, SHORT revents @10. */
+export const POLLFD_EVENTS = 8;
+export const POLLFD_REVENTS = 10;
+export const POLLRDNORM = 0x0100;
+export const POLLERR = 0x0001;
+export const WSAECONNRESET = 10054;
+
+export const STATUS_PENDING = 0x103;
 export const WSA_IO_PENDING = 997;
+export const WSAEMFILE = 10024;
 export const ERROR_IO_PENDING = 997;
 export const ERROR_NOT_FOUND = 1168;

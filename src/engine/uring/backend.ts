@@ -1,18 +1,24 @@
 // The Linux completion backend: one io_uring, op records in pinned memory whose address is the
 // SQE user_data (as the OVERLAPPED address is on Windows), and an emulated per-fd completion key
-// so every completion carries the key its socket was associated with (DESIGN §1.1–1.3).
+// so every completion carries the key its socket was associated with (DESIGN §1.1–1.3). Which
+// ops are in flight is the engine's op table's business alone: the backend keeps only a count.
+// Every cancel names one op by its user_data, which every io_uring kernel supports (cancel by
+// fd, CANCEL_FD|ALL, needs 5.19).
 // The event loop is never blocked: uv_poll on the ring fd says "CQEs ready", and the reap runs
 // in a setImmediate turn. SQEs are buffered and submitted once per turn.
 import {
   type Backend,
   BackendError,
   type CompletionSink,
+  type OpData,
   PENDING,
+  type RecordLookup,
   type RecordMemory,
   type Sock,
   type SocketAddress,
   type StartResult,
 } from '../backend.js';
+import { FAULTS, wrongKey } from '../faults.js';
 import type { PinnedBlock } from '../pinned.js';
 import {
   EAGAIN,
@@ -20,9 +26,13 @@ import {
   EBADF,
   EBUSY,
   ECANCELED,
+  ECONNABORTED,
   ECONNREFUSED,
+  ECONNRESET,
   EINPROGRESS,
   EINTR,
+  EINVAL,
+  EMFILE,
   ENOENT,
   ETIMEDOUT,
   errnoName,
@@ -30,7 +40,6 @@ import {
 import {
   CANCEL_ALL,
   CANCEL_ANY,
-  CANCEL_FD,
   ENTER_GETEVENTS,
   HDR_BYTES,
   HDR_FD,
@@ -61,6 +70,11 @@ export interface UringOptions {
   cqEntries?: number;
   /** Where errors that no caller can receive go (a throwing sink, a failed poll). */
   onError?: (err: unknown) => void;
+  /**
+   * Behave as on a kernel older than 5.19: the fallback ring set-up and no CANCEL_ANY at stop
+   * (KEYPORT_URING_COMPAT=1 does this for a whole keyport process, for tests).
+   */
+  compat?: boolean;
 }
 
 /** CQEs handed to the sink per reap round, and rounds per turn before yielding to the loop. */
@@ -71,6 +85,8 @@ const STOP_DRAIN_MS = 2000;
 const WAKE_KEY = 0n;
 /** user_data of the backend's own SQEs (cancels): their CQEs never reach the sink. */
 const INTERNAL = 0n;
+/** user_data of the start-up probe for CANCEL_ANY. */
+const PROBE = 1n;
 const MSG_WAITALL = 0x100;
 
 export class UringBackend implements Backend {
@@ -83,15 +99,24 @@ export class UringBackend implements Backend {
     operationAborted: ECANCELED,
     connectionRefused: ECONNREFUSED,
     timedOut: ETIMEDOUT,
+    invalidArgument: EINVAL,
+    notFound: ENOENT,
+    resets: [ECONNRESET, ECONNABORTED],
   };
+  /** HDR_RES holds -EINPROGRESS from submission until the CQE is reaped. */
+  readonly statusWord = { offset: HDR_RES, pending: -EINPROGRESS, bytesOffset: HDR_BYTES };
 
   private readonly ring: Ring;
   /** The emulated completion keys: fd → key, set by associate, dropped by closeSocket. */
   private readonly keys = new Map<number, bigint>();
-  /** Ops the kernel owns: user_data (record address) → record. */
-  private readonly inflight = new Map<number, RecordMemory>();
-  /** Ops in the kernel per fd, so closeSocket can cancel what the engine left behind. */
-  private readonly fdOps = new Map<number, number>();
+  /** SQEs submitted (or queued) whose CQE has not been reaped: a count, not a second table. */
+  private inKernel = 0;
+  private records: RecordLookup = () => undefined;
+  /** The kernel takes IORING_ASYNC_CANCEL_ANY (5.19+): stop() can cancel what is left. */
+  readonly canCancelAny: boolean;
+  private liveSockets = 0;
+  private associations = 0;
+  private dequeued = 0;
   /** Scratch for synchronous calls only; the kernel never keeps it. */
   private readonly scratch = Buffer.alloc(256);
   private readonly scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, 256);
@@ -109,10 +134,13 @@ export class UringBackend implements Backend {
   private drained: (() => void) | null = null;
 
   constructor(options: UringOptions = {}) {
+    const compat = options.compat ?? process.env.KEYPORT_URING_COMPAT === '1';
     this.ring = Ring.open({
       sqEntries: options.sqEntries ?? 1024,
       cqEntries: options.cqEntries ?? 8192,
+      compat,
     });
+    this.canCancelAny = !compat && this.probeCancelAny();
     this.onError =
       options.onError ??
       ((err) => {
@@ -123,7 +151,19 @@ export class UringBackend implements Backend {
 
   /** Ops submitted (or queued for submission) whose completion has not been reaped. */
   get opsInFlight(): number {
-    return this.inflight.size;
+    return this.inKernel;
+  }
+
+  /** Asks the kernel, once, whether ASYNC_CANCEL takes flags (EINVAL before 5.19). */
+  private probeCancelAny(): boolean {
+    const ring = this.ring;
+    ring.push(OP_ASYNC_CANCEL, -1, 0n, 0, 0n, CANCEL_ANY, PROBE);
+    ring.enter(1, 1, ENTER_GETEVENTS);
+    let res = -EINVAL;
+    ring.reap(1, (_lo, _hi, r) => {
+      res = r;
+    });
+    return res !== -EINVAL;
   }
 
   /** Setup flags and features the kernel granted, for diagnostics. */
@@ -153,10 +193,11 @@ export class UringBackend implements Backend {
 
   // ---- the completion loop ----------------------------------------------------------------
 
-  start(sink: CompletionSink): void {
+  start(sink: CompletionSink, records: RecordLookup): void {
     if (this.sink || this.stopping)
       throw new Error('UringBackend.start: already started or stopped');
     this.sink = sink;
+    this.records = records;
     // koffi calls this outside any callback scope: microtasks would not run after it and
     // exceptions vanish. So it only schedules a turn, which runs as a normal Node callback.
     this.pollHandle = sys.poll(this.ring.fd, { readable: true }, (status) => {
@@ -186,7 +227,7 @@ export class UringBackend implements Backend {
     } finally {
       this.inTurn = false;
     }
-    if (this.drained && this.inflight.size === 0) this.drained();
+    if (this.drained && this.inKernel === 0) this.drained();
   };
 
   /** Bounded reap rounds; each submits what the previous round's completions started. */
@@ -195,7 +236,8 @@ export class UringBackend implements Backend {
     let more = false;
     for (let round = 0; ; round++) {
       // Entering runs deferred task work (COOP_TASKRUN) and flushes an overflowed CQ.
-      if (ring.pending() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW)) this.submit(true);
+      if (ring.pending() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW))
+        this.enterRing(true);
       const n = ring.reap(REAP_BATCH, this.onCqe);
       if (this.batchCount > 0) {
         const size = this.batchCount;
@@ -212,7 +254,7 @@ export class UringBackend implements Backend {
         break;
       }
     }
-    if (ring.pending() > 0) this.submit(false);
+    if (ring.pending() > 0) this.enterRing(false);
     // Level-triggered poll would call again for ready CQEs, but not for pending task work.
     if (more || ring.cqReady() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW)) {
       this.queueTurn();
@@ -220,47 +262,61 @@ export class UringBackend implements Backend {
   }
 
   private readonly onCqe = (lo: number, hi: number, res: number): void => {
-    if (lo === 0 && hi === 0) {
+    if (hi === 0 && (lo === 0 || lo === 1)) {
       // A cancel's own result: ENOENT/EALREADY just mean the op was already done or finishing.
       if (res < 0 && res !== -ENOENT && res !== -EALREADY) {
         this.onError(new BackendError('IORING_OP_ASYNC_CANCEL', -res, errnoName(-res)));
       }
       return;
     }
+    this.inKernel--;
+    this.batchCount++;
     const addr = hi * 0x1_0000_0000 + lo;
-    const rec = this.inflight.get(addr);
+    const rec = this.records(addr);
     if (!rec) {
-      this.onError(new Error(`io_uring completion for unknown user_data 0x${addr.toString(16)}`));
+      // Not a record of ours at all: the engine counts it as stray (no key can be read).
+      this.deliver(WAKE_KEY, addr, 0, 0);
       return;
     }
-    this.inflight.delete(addr);
     const v = rec.view;
-    v.setInt32(HDR_RES, res, true);
     const op = v.getUint8(HDR_OPCODE);
+    if (op === OP_ACCEPT && res >= 0) res = this.admitAccepted(res);
+    // The record is this op's IO_STATUS_BLOCK: the result, then the byte count.
+    v.setInt32(HDR_RES, res, true);
     let bytes = 0;
     if (op === OP_NOP) bytes = v.getUint32(HDR_BYTES, true);
     else {
       if (res > 0 && (op === OP_RECV || op === OP_SEND)) bytes = res;
       v.setUint32(HDR_BYTES, bytes, true);
     }
-    const fd = v.getInt32(HDR_FD, true);
-    if (fd >= 0) this.dropFdOp(fd);
-    this.batchCount++;
-    try {
-      this.sink?.completion(v.getBigUint64(HDR_KEY, true), addr, bytes);
-    } catch (err) {
-      this.onError(err);
+    const key = v.getBigUint64(HDR_KEY, true);
+    const status = res < 0 ? -res : 0;
+    this.deliver(key, addr, bytes, status);
+    if (FAULTS.duplicateEvery > 0 && ++this.dequeued % FAULTS.duplicateEvery === 0) {
+      this.deliver(key, addr, bytes, status); // test fault: the same CQE once more
     }
   };
 
-  private dropFdOp(fd: number): void {
-    const n = (this.fdOps.get(fd) ?? 1) - 1;
-    if (n > 0) this.fdOps.set(fd, n);
-    else this.fdOps.delete(fd);
+  private deliver(key: bigint, addr: number, bytes: number, status: number): void {
+    try {
+      this.sink?.completion(key, addr, bytes, status);
+    } catch (err) {
+      this.onError(err);
+    }
+  }
+
+  /** Test fault socket-limit: an accepted fd over the limit is closed and the accept fails. */
+  private admitAccepted(fd: number): number {
+    if (FAULTS.socketLimit > 0 && this.liveSockets >= FAULTS.socketLimit) {
+      sys.close(fd);
+      return -EMFILE;
+    }
+    this.liveSockets++;
+    return fd;
   }
 
   /** Submits every buffered SQE; `force` enters even with none (task work, CQ overflow). */
-  private submit(force: boolean): void {
+  private enterRing(force: boolean): void {
     const ring = this.ring;
     let interrupted = 0;
     while (force || ring.pending() > 0) {
@@ -298,7 +354,7 @@ export class UringBackend implements Backend {
     this.flushQueued = false;
     if (this.ring.closed || this.ring.pending() === 0) return;
     try {
-      this.submit(false);
+      this.enterRing(false);
     } catch (err) {
       this.onError(err);
     }
@@ -315,7 +371,7 @@ export class UringBackend implements Backend {
   ): void {
     const ring = this.ring;
     if (ring.push(opcode, fd, addr, len, off, opFlags, userData)) return;
-    this.submit(false); // SQ full: hand it to the kernel, then there is room
+    this.enterRing(false); // SQ full: hand it to the kernel, then there is room
     if (!ring.push(opcode, fd, addr, len, off, opFlags, userData)) {
       this.fail('io_uring(sq)', EBUSY, 'submission queue full');
     }
@@ -335,9 +391,6 @@ export class UringBackend implements Backend {
     if (this.stopping) return ECANCELED;
     const key = this.keys.get(fd);
     if (key === undefined) this.fail(call, EBADF, `fd ${fd} is not associated with a key`);
-    const id = Number(rec.addr);
-    if (this.inflight.has(id))
-      throw new Error(`${call}: op record ${rec.addr} is already in flight`);
     const v = rec.view;
     v.setInt32(HDR_RES, -EINPROGRESS, true);
     v.setUint32(HDR_BYTES, 0, true);
@@ -345,8 +398,7 @@ export class UringBackend implements Backend {
     v.setUint8(HDR_OPCODE, opcode);
     v.setBigUint64(HDR_KEY, key, true);
     this.push(opcode, fd, addr, len, off, opFlags, rec.addr);
-    this.inflight.set(id, rec);
-    this.fdOps.set(fd, (this.fdOps.get(fd) ?? 0) + 1);
+    this.inKernel++;
     this.scheduleFlush();
     return PENDING;
   }
@@ -358,8 +410,9 @@ export class UringBackend implements Backend {
   }
 
   private async shutdown(): Promise<void> {
-    if (this.sink && this.inflight.size > 0 && !this.ring.closed) {
-      // Cancel everything and let the sink see each op come back (ECANCELED) before closing.
+    if (this.sink && this.inKernel > 0 && !this.ring.closed) {
+      // The engine drains before it stops the backend; whatever is left is cancelled here
+      // (where the kernel can: CANCEL_ANY is 5.19+) and the sink sees each op come back.
       const drained = new Promise<void>((resolve) => {
         this.drained = resolve;
       });
@@ -368,8 +421,10 @@ export class UringBackend implements Backend {
         timer = setTimeout(resolve, STOP_DRAIN_MS);
       });
       try {
-        this.push(OP_ASYNC_CANCEL, -1, 0n, 0, 0n, CANCEL_ANY | CANCEL_ALL, INTERNAL);
-        this.submit(false);
+        if (this.canCancelAny) {
+          this.push(OP_ASYNC_CANCEL, -1, 0n, 0, 0n, CANCEL_ANY | CANCEL_ALL, INTERNAL);
+          this.enterRing(false);
+        }
       } catch (err) {
         this.onError(err);
       }
@@ -377,9 +432,9 @@ export class UringBackend implements Backend {
       await Promise.race([drained, timeout]);
       clearTimeout(timer);
       this.drained = null;
-      if (this.inflight.size > 0) {
+      if (this.inKernel > 0) {
         this.onError(
-          new Error(`stop: ${this.inflight.size} io_uring ops still in flight; closing the ring`),
+          new Error(`stop: ${this.inKernel} io_uring ops still in flight; closing the ring`),
         );
       }
     }
@@ -392,8 +447,6 @@ export class UringBackend implements Backend {
   /** Queues a NOP whose completion carries `key` and `bytes` (the IOCP post's twin). */
   post(key: bigint, rec: RecordMemory, bytes: number): void {
     if (this.ring.closed) this.fail('post', EBADF, 'ring closed');
-    const id = Number(rec.addr);
-    if (this.inflight.has(id)) throw new Error(`post: op record ${rec.addr} is already in flight`);
     const v = rec.view;
     v.setInt32(HDR_RES, -EINPROGRESS, true);
     v.setUint32(HDR_BYTES, bytes >>> 0, true);
@@ -401,17 +454,8 @@ export class UringBackend implements Backend {
     v.setUint8(HDR_OPCODE, OP_NOP);
     v.setBigUint64(HDR_KEY, key, true);
     this.push(OP_NOP, -1, 0n, 0, 0n, 0, rec.addr);
-    this.inflight.set(id, rec);
+    this.inKernel++;
     this.scheduleFlush();
-  }
-
-  resultCode(rec: RecordMemory): number {
-    const res = rec.view.getInt32(HDR_RES, true);
-    return res < 0 ? -res : 0;
-  }
-
-  rawStatus(rec: RecordMemory): number {
-    return rec.view.getInt32(HDR_RES, true);
   }
 
   /** io_uring ops never finish inline: every one completes through the CQ. */
@@ -424,8 +468,12 @@ export class UringBackend implements Backend {
   createSocket(family: 4 | 6): Sock {
     // Blocking mode is fine: io_uring never blocks the caller on a socket op.
     const af = family === 4 ? sys.AF_INET : sys.AF_INET6;
+    if (FAULTS.socketLimit > 0 && this.liveSockets >= FAULTS.socketLimit) {
+      this.fail('socket', EMFILE, `KEYPORT_TEST_FAULTS socket-limit:${FAULTS.socketLimit}`);
+    }
     const fd = sys.socket(af, sys.SOCK_STREAM | sys.SOCK_CLOEXEC, 0) as number;
     if (fd < 0) this.fail('socket', sys.errno());
+    this.liveSockets++;
     if (family === 6) {
       const e = this.setIntOption(fd, sys.IPPROTO_IPV6, sys.IPV6_V6ONLY, 1);
       if (e !== 0) {
@@ -461,13 +509,42 @@ export class UringBackend implements Backend {
   }
 
   associate(sock: Sock, key: bigint): void {
-    this.keys.set(sock, key);
+    // Test fault: every Nth socket is tied to the wrong key, as a bug in a layer below might.
+    const wrong = FAULTS.wrongKeyEvery > 0 && ++this.associations % FAULTS.wrongKeyEvery === 0;
+    this.keys.set(sock, wrong ? wrongKey(key) : key);
   }
 
-  /** `acceptSock` is ignored (the kernel creates the socket); the engine passes -1. */
-  accept(listenSock: Sock, _acceptSock: Sock, rec: RecordMemory): StartResult {
-    // No peer address is requested: peerAddress() asks the new socket when needed.
-    return this.startOp('accept', rec, OP_ACCEPT, listenSock, 0n, 0, 0n, sys.SOCK_CLOEXEC);
+  submit(op: OpData): StartResult {
+    switch (op.kind) {
+      case 'accept':
+        // No peer address is requested: peerAddress() asks the new socket when needed.
+        return this.startOp('accept', op, OP_ACCEPT, op.sock, 0n, 0, 0n, sys.SOCK_CLOEXEC);
+      case 'connect': {
+        // The sockaddr lives in the record: the kernel copies it when the SQE is submitted.
+        const len = writeSockaddr(op.view, HDR_SOCKADDR, op.peer as SocketAddress);
+        const sa = op.addr + BigInt(HDR_SOCKADDR);
+        return this.startOp('connect', op, OP_CONNECT, op.sock, sa, 0, BigInt(len), 0);
+      }
+      case 'recv':
+        // Length 0 is a bufferless wait: POLL_ADD(POLLIN) completes once data or EOF is there.
+        if (op.length === 0)
+          return this.startOp('recv', op, OP_POLL_ADD, op.sock, 0n, 0, 0n, POLLIN);
+        return this.startOp('recv', op, OP_RECV, op.sock, op.bufAddr, op.length, 0n, 0);
+      case 'send':
+        // WAITALL: like WSASend, the op completes when all of it is sent (or on error).
+        return this.startOp(
+          'send',
+          op,
+          OP_SEND,
+          op.sock,
+          op.bufAddr,
+          op.length,
+          0n,
+          MSG_WAITALL | sys.MSG_NOSIGNAL,
+        );
+      default:
+        throw new Error(`uring: ${op.kind} is not an op this backend submits`);
+    }
   }
 
   /** The accepted connection's fd, from the CQE result; -1 if the accept failed. */
@@ -482,58 +559,53 @@ export class UringBackend implements Backend {
     return 0;
   }
 
-  connect(sock: Sock, addr: SocketAddress, rec: RecordMemory): StartResult {
-    // The sockaddr lives in the record: the kernel copies it when the SQE is submitted, later.
-    const len = writeSockaddr(rec.view, HDR_SOCKADDR, addr);
-    const sa = rec.addr + BigInt(HDR_SOCKADDR);
-    return this.startOp('connect', rec, OP_CONNECT, sock, sa, 0, BigInt(len), 0);
-  }
-
   finishConnect(_sock: Sock): number {
     return 0;
   }
 
-  recv(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
-    return this.startOp('recv', rec, OP_RECV, sock, buf, len, 0n, 0);
-  }
-
-  /** POLL_ADD(POLLIN): completes with the ready mask once data or EOF can be read. */
-  waitReadable(sock: Sock, rec: RecordMemory): StartResult {
-    return this.startOp('recv', rec, OP_POLL_ADD, sock, 0n, 0, 0n, POLLIN);
-  }
-
-  send(sock: Sock, rec: RecordMemory, buf: bigint, len: number): StartResult {
-    // WAITALL: like WSASend, the op completes when all of `len` is sent (or on error).
-    return this.startOp('send', rec, OP_SEND, sock, buf, len, 0n, MSG_WAITALL | sys.MSG_NOSIGNAL);
+  /**
+   * Linux reports a reset as ECONNRESET on the recv — once: if another call took the socket's
+   * error first (a send to the same peer failing with EPIPE), the recv then reads 0, as if the
+   * peer had sent a FIN. The TCP state tells them apart: a reset leaves the socket CLOSE, a FIN
+   * leaves it CLOSE_WAIT. Once our own FIN went out, a graceful close also ends in CLOSE (after
+   * LAST_ACK), so the state proves nothing then and the EOF is taken as it reads.
+   */
+  resetBehindEof(sock: Sock, sendShut: boolean): number {
+    if (sendShut) return 0;
+    this.scratchView.setUint32(128, 8, true);
+    if (
+      sys.getsockopt(
+        sock,
+        sys.IPPROTO_TCP,
+        sys.TCP_INFO,
+        this.scratch,
+        this.scratch.subarray(128),
+      ) !== 0
+    )
+      return 0;
+    return this.scratch[0] === sys.TCP_CLOSE ? ECONNRESET : 0;
   }
 
   shutdownSend(sock: Sock): number {
     return sys.shutdown(sock, sys.SHUT_WR) === 0 ? 0 : sys.errno();
   }
 
-  /** Queues IORING_OP_ASYNC_CANCEL; the op itself then completes with ECANCELED. */
-  cancel(sock: Sock, rec: RecordMemory | null): number {
+  /**
+   * Queues IORING_OP_ASYNC_CANCEL for one op by its user_data; the op then completes with
+   * ECANCELED (or completes normally if it was already done: the cancel's own CQE says ENOENT).
+   */
+  cancel(_sock: Sock, rec: RecordMemory): number {
     if (this.ring.closed) return EBADF;
-    if (rec) {
-      if (!this.inflight.has(Number(rec.addr))) return ENOENT;
-      this.push(OP_ASYNC_CANCEL, -1, rec.addr, 0, 0n, 0, INTERNAL);
-    } else {
-      if (!this.fdOps.has(sock)) return ENOENT;
-      this.push(OP_ASYNC_CANCEL, sock, 0n, 0, 0n, CANCEL_FD | CANCEL_ALL, INTERNAL);
-    }
+    this.push(OP_ASYNC_CANCEL, -1, rec.addr, 0, 0n, 0, INTERNAL);
     this.scheduleFlush();
     return 0;
   }
 
   closeSocket(sock: Sock, abortive: boolean): void {
-    if (!this.ring.closed) {
-      // close() does not cancel io_uring requests (Windows' closesocket does): a request left
-      // behind would hold the socket open and never complete. The engine cancels first; this
-      // is the safety net. Queued SQEs naming this fd must reach the kernel before the number
-      // can be reused.
-      if (this.fdOps.has(sock)) this.cancel(sock, null);
-      if (this.ring.pending() > 0) this.submit(false);
-    }
+    // close() does not cancel io_uring requests (Windows' closesocket does): the engine cancels
+    // every op and waits for it first. Queued SQEs naming this fd must reach the kernel before
+    // the number can be reused.
+    if (!this.ring.closed && this.ring.pending() > 0) this.enterRing(false);
     if (abortive) {
       // SO_LINGER {on, 0}: close sends RST instead of FIN.
       this.scratchView.setInt32(0, 1, true);
@@ -541,7 +613,7 @@ export class UringBackend implements Backend {
       sys.setsockopt(sock, sys.SOL_SOCKET, sys.SO_LINGER, this.scratch, 8);
     }
     sys.close(sock);
-    this.keys.delete(sock);
+    if (this.keys.delete(sock) || this.liveSockets > 0) this.liveSockets--;
   }
 
   private sockaddrOf(fn: typeof sys.getsockname, sock: Sock): SocketAddress | null {

@@ -102,6 +102,8 @@ function map(fd: number, len: number, offset: number): Mapping {
 export interface RingSizes {
   sqEntries: number;
   cqEntries: number;
+  /** Set up as on a kernel older than 5.19 (no COOP_TASKRUN), to test that path here. */
+  compat?: boolean;
 }
 
 export class Ring {
@@ -191,7 +193,7 @@ export class Ring {
     if (disabled === '2') {
       throw uringUnavailable('io_uring_setup', EPERM, `${DISABLED_SYSCTL} is 2`);
     }
-    let flags = PREFERRED_FLAGS;
+    let flags = sizes.compat ? FALLBACK_FLAGS : PREFERRED_FLAGS;
     let params = Ring.params(flags, sizes.cqEntries);
     let fd = sys.io_uring_setup(sys.SYS_io_uring_setup, sizes.sqEntries, params);
     if (fd < 0 && sys.errno() === EINVAL) {

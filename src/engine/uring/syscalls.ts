@@ -54,6 +54,9 @@ export const setsockopt = libc.func(
 export const bind = libc.func('int bind(int fd, void *addr, uint32_t len)');
 export const listen = libc.func('int listen(int fd, int backlog)');
 export const shutdown = libc.func('int shutdown(int fd, int how)');
+export const getsockopt = libc.func(
+  'int getsockopt(int fd, int level, int name, void *value, void *len)',
+);
 export const getsockname = libc.func('int getsockname(int fd, void *addr, void *len)');
 export const getpeername = libc.func('int getpeername(int fd, void *addr, void *len)');
 
@@ -90,4 +93,9 @@ export const SO_LINGER = 13;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 26;
 export const SHUT_WR = 1;
+export const IPPROTO_TCP = 6;
+/** getsockopt(IPPROTO_TCP, TCP_INFO): struct tcp_info, whose first byte is the TCP state. */
+export const TCP_INFO = 11;
+/** tcp_states.h: TCP_CLOSE is where a reset leaves a socket; a FIN never does by itself. */
+export const TCP_CLOSE = 7;
 export const MSG_NOSIGNAL = 0x4000;
