@@ -76,18 +76,16 @@ function runTap(args, p, env, notes) {
     const child = spawn(tap, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env });
     let tail = '';
     let all = '';
+    let text = '';
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       tail = (tail + d.toString()).slice(-4096);
       all += d.toString().includes('no tests found') ? ' no tests found ' : '';
+      text += d.toString();
     });
-    let errTail = '';
     child.stderr.on('data', (d) => {
       process.stderr.write(d);
-      const text = errTail + d.toString();
-      const lines = text.split('\n');
-      errTail = lines.pop() ?? '';
-      for (const l of lines) if (/^\*\*\* (WINE \d+|SKIPPING)/.test(l)) notes.add(l);
+      text += d.toString();
     });
     child.on('exit', (c, s) => {
       // tap's base reporter ends with "# { total: N, pass: N, fail: N, skip: N }".
@@ -97,6 +95,11 @@ function runTap(args, p, env, notes) {
       // A file that dies before its first test is reported by tap as "no tests found" (a
       // skip): count it as the failure it is.
       const crashed = all !== '';
+      // A test's stderr reaches tap's report wrapped at ~80 columns, one paragraph per write.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes of tap's reporter
+      const plain = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+      for (const m of plain.matchAll(/^\*\*\* (?:WINE \d+|SKIPPING)[^\n]*(?:\n(?!\n)[^\n]*)*/gm))
+        notes.add(m[0].replace(/\s*\n\s*/g, ' ').trim());
       if (crashed) counts.fail += 1;
       const code = c ?? (s ? 1 : 0);
       resolve({ code: code || (crashed ? 1 : 0), counts });
@@ -173,7 +176,7 @@ for (const p of passes) {
   total.skip += r.skip;
 }
 
-if (summary.length > 1) {
+if (summary.length > 1 || summary.some((s) => s.notes.length)) {
   console.log('\n===== summary =====');
   for (const s of summary) {
     console.log(`  ${s.line}${s.why ? ` — cannot run: ${s.why}` : ''}`);

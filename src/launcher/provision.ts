@@ -108,6 +108,7 @@ exec unshare -m --propagation private /bin/sh -c '
   mount --rbind /sys "$r/sys"
   mount --bind /etc/hosts "$r/etc/hosts"
   mount --bind /etc/resolv.conf "$r/etc/resolv.conf"
+  if [ -d /etc/ssl/certs ]; then mkdir -p "$r/etc/ssl/certs"; mount --bind /etc/ssl/certs "$r/etc/ssl/certs"; fi
   exec env -u TMPDIR chroot "$r" /bin/sh -c "cd \\"\\$0\\" 2>/dev/null || cd /; exec \\"\\$@\\"" "$PWD" "$prog" "$@"
 ' keyport-wine10 ${q(root)} ${q(prog)} "$@"
 `;
@@ -152,11 +153,6 @@ export function removeTree(dir: string): void {
 function buildTrixieRoot(log: Log): void {
   const root = wine10Root();
   if (existsSync(join(root, ROOT_READY))) return;
-  if (!isRoot())
-    throw new ProvisionError(
-      'Wine 10 runs from a Debian trixie root entered with unshare -m and chroot, which needs root: ' +
-        'run the provisioning as root (sudo npm run provision -- --wine 10), or use Wine 8 (KEYPORT_WINE=8)',
-    );
   for (const tool of ['unshare', 'chroot', 'mount']) {
     if (spawnSync('sh', ['-c', `command -v ${tool}`], { stdio: 'ignore' }).status !== 0)
       throw new ProvisionError(`${tool} is missing (util-linux / coreutils)`);
@@ -217,6 +213,11 @@ function writeIfChanged(path: string, text: string, mode: number): void {
 }
 
 function ensureWine10(log: Log): void {
+  if (!isRoot())
+    throw new ProvisionError(
+      'Wine 10 (KEYPORT_WINE=10) runs from a Debian trixie root entered with unshare -m and chroot, which needs root: ' +
+        'run as root (sudo npm run provision -- --wine 10 builds it), or use Wine 8 (KEYPORT_WINE=8)',
+    );
   buildTrixieRoot(log);
   const bin = join(wine10Dir(), 'bin');
   mkdirSync(bin, { recursive: true });
