@@ -125,7 +125,8 @@ export async function startKeyport(
     enginePid() {
       const pid = proc.pid as number;
       if (BACKEND !== 'iocp') return pid;
-      // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid.
+      // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid (Wine
+      // 10's wrapper execs too: unshare → sh → env → chroot → sh → wine64).
       const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
         .trim()
         .split(/\s+/);
