@@ -38,6 +38,9 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
                        that other work on the machine disturbs the measurements less; 0: off)
   --no-build           do not run \`npm run build\` when dist/ is older than src/
   --no-install         do not apt-get install missing socat / haproxy / iperf3 / gcc
+  --wine 8|10          which Wine runs keyport-iocp and node-net-wine (default 8: Debian's
+                       Wine 8 with Windows Node 22; 10: Wine 10 from a Debian trixie root
+                       with Windows Node 24, provisioned like npm run provision -- --wine 10)
   --wine-cache DIR     KEYPORT_CACHE for the Wine runs (default bench/out/wine-cache: a prefix
                        of the benchmark's own, so that a test run's wineserver is never shared)
   --keyport DIR        benchmark the keyport in DIR (a built checkout with node_modules, e.g.
@@ -62,6 +65,7 @@ const { values: opt } = parseArgs({
     'no-build': { type: 'boolean', default: false },
     'no-install': { type: 'boolean', default: false },
     'wine-cache': { type: 'string' },
+    wine: { type: 'string' },
     name: { type: 'string' },
     profile: { type: 'boolean', default: false },
     keyport: { type: 'string' },
@@ -93,6 +97,13 @@ if (opt.render) {
   process.stdout.write(md);
   process.exit(0);
 }
+if (opt.wine !== undefined && !['8', '10'].includes(opt.wine)) {
+  say(`bench: --wine ${opt.wine}: expected 8 or 10`);
+  process.exit(2);
+}
+// The launcher of every Wine run reads KEYPORT_WINE (src/launcher/paths.ts).
+if (opt.wine) process.env.KEYPORT_WINE = opt.wine;
+const wineRelease = process.env.KEYPORT_WINE ?? '8';
 const isRoot = process.getuid?.() === 0;
 const startedAt = new Date();
 const t0 = Date.now();
@@ -262,38 +273,56 @@ function buildKeyport(dir = ctx.keyportRoot) {
 
 async function prepareWine() {
   // A Wine prefix of the benchmark's own: a test run (npm test) waits for its prefix's
-  // wineserver (wineserver -w), and must neither wait for ours nor share its pinning.
+  // wineserver (wineserver -w), and must neither wait for ours nor share its pinning. What is
+  // only read (the Windows Node, Wine 10's trixie root) is shared with the project's cache.
   const cache = resolve(opt['wine-cache'] ?? join(outDir, 'wine-cache'));
   const projectCache = resolve(process.env.KEYPORT_CACHE ?? join(root, '.cache'));
   process.env.KEYPORT_CACHE = cache;
-  ctx.winePrefix = join(cache, 'wine', 'prefix');
   try {
     const paths = await import(join(root, 'dist', 'launcher', 'paths.js'));
-    const nodeDir = `node-v${paths.WINDOWS_NODE_VERSION}`;
-    ctx.windowsNode = paths.WINDOWS_NODE_VERSION;
-    mkdirSync(join(cache, 'wine'), { recursive: true });
-    const shared = join(projectCache, 'wine', nodeDir);
-    const mine = join(cache, 'wine', nodeDir);
-    if (cache !== projectCache && existsSync(shared) && !existsSync(mine))
-      symlinkSync(shared, mine);
+    const setup = paths.wineSetup();
+    ctx.wineSetup = setup;
+    ctx.winePrefix = setup.prefix;
+    ctx.windowsNode = setup.nodeVersion;
+    const share = (sub) => {
+      const shared = join(projectCache, sub);
+      const mine = join(cache, sub);
+      mkdirSync(dirname(mine), { recursive: true });
+      if (cache !== projectCache && existsSync(shared) && !existsSync(mine))
+        symlinkSync(shared, mine);
+    };
+    share(join('wine', `node-v${setup.nodeVersion}`));
+    if (setup.release === '10' && !setup.configured) share(join('wine10', 'root'));
     const { provisionWine } = await import(join(root, 'dist', 'launcher', 'provision.js'));
-    provisionWine((l) => say(`bench: ${l}`));
+    provisionWine((l) => say(`bench: ${l}`), setup);
+    ctx.wineVersion = wineVersion(setup);
   } catch (err) {
     ctx.wineError = `the Windows code path could not be provisioned: ${err.message.split('\n')[0]}`;
     say(`bench: ${ctx.wineError}`);
   }
 }
 
-function wineserverWait() {
-  if (!ctx.winePrefix || !existsSync('/usr/lib/wine/wineserver64')) return;
-  const env = { ...process.env, WINEPREFIX: ctx.winePrefix };
-  const r = spawnSync('/usr/lib/wine/wineserver64', ['-w'], {
-    env,
-    stdio: 'ignore',
-    timeout: 15000,
+/** `wine64 --version` of the Wine in use (Wine 10's runs inside its root, through the wrapper). */
+function wineVersion(setup) {
+  const r = spawnSync(setup.loader, ['--version'], {
+    encoding: 'utf8',
+    env: { ...process.env, WINEPREFIX: setup.prefix },
   });
+  return r.status === 0 ? r.stdout.trim() : `Wine ${setup.release}`;
+}
+
+async function wineEnvOf() {
+  const paths = await import(join(root, 'dist', 'launcher', 'paths.js'));
+  return paths.wineEnv(ctx.wineSetup);
+}
+
+async function wineserverWait() {
+  const setup = ctx.wineSetup;
+  if (!setup || !existsSync(setup.wineserver)) return;
+  const env = await wineEnvOf();
+  const r = spawnSync(setup.wineserver, ['-w'], { env, stdio: 'ignore', timeout: 15000 });
   // our own prefix: if something of it still runs after 15 s, end it
-  if (r.error) spawnSync('/usr/lib/wine/wineserver64', ['-k'], { env, stdio: 'ignore' });
+  if (r.error) spawnSync(setup.wineserver, ['-k'], { env, stdio: 'ignore' });
 }
 
 function keyportCommit() {
@@ -322,7 +351,7 @@ let aborting = false;
 async function cleanup() {
   for (const c of tracked) c.kill('SIGKILL');
   if (current) await current.stop().catch(() => {});
-  wineserverWait();
+  await wineserverWait();
 }
 for (const sig of ['SIGINT', 'SIGTERM']) {
   process.on(sig, async () => {
@@ -518,7 +547,7 @@ for (const p of plan) {
 // interrupted: the signal handler cleans up and exits; no (partial) results are written
 if (aborting) await new Promise(() => {});
 
-if (used.some((s) => s.platform === 'wine')) wineserverWait();
+if (used.some((s) => s.platform === 'wine')) await wineserverWait();
 
 // ---- results -------------------------------------------------------------------------------
 
@@ -545,10 +574,15 @@ const res = {
   date,
   started: startedAt.toISOString(),
   elapsed_s: (Date.now() - t0) / 1000,
-  machine: describeMachine({ windowsNode: ctx.windowsNode, loadavgAtStart }),
+  machine: describeMachine({
+    windowsNode: ctx.windowsNode,
+    wine: used.some((s) => s.platform === 'wine') ? (ctx.wineVersion ?? null) : null,
+    loadavgAtStart,
+  }),
   keyport: keyportCommit(),
   config: {
     quick: opt.quick,
+    wine: wineRelease,
     runs,
     durations,
     idleConns,
@@ -575,12 +609,12 @@ const md = markdown(res, workloads, used);
 const partial = opt.only || opt.systems || opt.runs || opt.duration || opt['idle-conns'];
 const name =
   opt.name ??
-  `${date}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;
+  `${date}${wineRelease === '8' ? '' : `-wine${wineRelease}`}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;
 const resultsDir = join(benchDir, 'results');
 mkdirSync(resultsDir, { recursive: true });
 writeFileSync(join(resultsDir, `${name}.json`), `${JSON.stringify(res, null, 2)}\n`);
 writeFileSync(join(resultsDir, `${name}.md`), md);
-if (!opt.quick && !partial && !opt.name && !opt.profile)
+if (!opt.quick && !partial && !opt.name && !opt.profile && wineRelease === '8')
   copyFileSync(join(resultsDir, `${name}.md`), join(resultsDir, 'latest.md'));
 process.stdout.write(`\n${md}\n`);
 if (ctx.profileDir && existsSync(ctx.profileDir)) {

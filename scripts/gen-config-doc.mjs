@@ -118,9 +118,12 @@ ${example.trimEnd()}
 | \`KEYPORT_TOKEN_FILE\` | a file holding the bearer token (overrides \`api.tokenFile\`); at least 16 characters |
 | \`KEYPORT_TOKEN\` | the token itself, for secret injection (there is deliberately no flag: it would show in process lists) |
 | \`KEYPORT_METRICS\` | \`off\`: no metrics observer on the data path, \`GET /metrics\` answers 404 |
-| \`KEYPORT_CACHE\` | Linux, \`--backend iocp\` only: where the Windows Node and the Wine prefix are kept (default \`.cache/\`) |
+| \`KEYPORT_CACHE\` | Linux, \`--backend iocp\` only: where the Windows Node, the Wine prefixes and Wine 10's root are kept (default \`.cache/\`) |
 | \`KEYPORT_LOG_FILE\` | Linux, \`--backend iocp\` only: where node.exe's output goes (it is followed onto the terminal) |
 | \`KEYPORT_WINDOWS_NODE_OPTIONS\` | Linux, \`--backend iocp\` only: NODE_OPTIONS for the Windows Node |
+| \`KEYPORT_WINE\` | Linux, \`--backend iocp\` only: which Wine runs the Windows code path: \`8\` (default: Debian's Wine 8 on the host, Windows Node 22) or \`10\` (Wine 10 from a Debian trixie root under the cache, Windows Node 24; needs root; \`npm run provision -- --wine 10\`) |
+| \`KEYPORT_WINDOWS_NODE\` | Linux, \`--backend iocp\` only: the Windows Node: \`22\`, \`24\` (pinned versions) or an exact version; default: the Wine release's (Node 24's node.exe crashes under Wine 8) |
+| \`KEYPORT_WINE_LOADER\`, \`KEYPORT_WINESERVER\` | Linux, \`--backend iocp\` only: another Wine's loader (\`wine64\`) and wineserver, both or neither; nothing is installed then, and \`KEYPORT_WINE\` says which release it is (it picks the prefix and the Node) |
 
 A non-loopback \`api.address\` is refused unless a token is configured
 (\`KEYPORT_TOKEN_FILE\`, \`KEYPORT_TOKEN\` or \`api.tokenFile\`).

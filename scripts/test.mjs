@@ -1,11 +1,18 @@
 #!/usr/bin/env node
-// Runs the tap suite once per backend — iocp (the Windows code path, node.exe under Wine) over
-// every test, then uring (native io_uring) over the tests that drive the engine — then prints
-// one plain closing line ("tests: N passed, N failed, N skipped") and waits for the Wine
-// prefix's wineserver to exit, so nothing of the run outlives it.
-// `npm test -- FILES…` runs only those files, on the iocp backend (KEYPORT_TEST_BACKEND overrides).
+// Runs the tap suite in three passes, then prints one plain closing line ("tests: N passed, N
+// failed, N skipped") that counts all three:
+//   1. iocp on Wine 8 + Node 22  — the Windows code path: node.exe under Debian's Wine 8 (every test)
+//   2. iocp on Wine 10 + Node 24 — the same, under Wine 10 from a Debian trixie root (every test)
+//   3. uring                     — native io_uring (the tests that drive the engine)
+// Each pass prints its own counts and time. After each iocp pass it waits for that prefix's
+// wineserver to exit, so nothing of the run outlives it. Tests learn the pass from
+// KEYPORT_TEST_BACKEND and KEYPORT_TEST_WINE; where the two Wine releases behave differently a
+// test says so on stderr ("*** WINE 10: …"), and those lines are repeated in the summary.
+// A pass that cannot run (Wine 10 not provisionable, io_uring unavailable) is a failure, loudly.
+// `npm test -- FILES…` runs only those files, in one pass: KEYPORT_TEST_BACKEND (default iocp)
+// and KEYPORT_TEST_WINE (8 or 10, default 8) choose it.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -16,6 +23,8 @@ const tap = join(root, 'node_modules', '.bin', 'tap');
 const engineTests = readdirSync(join(root, 'test'))
   .filter((f) => /^(engine-|commands|metrics|api-)/.test(f) && f.endsWith('.test.ts'))
   .map((f) => join('test', f));
+
+const NODE_OF_WINE = { 8: 22, 10: 24 };
 
 function uringAvailable() {
   if (process.platform !== 'linux') return 'io_uring is Linux-only';
@@ -35,20 +44,48 @@ function uringAvailable() {
         .find((l) => /Error/.test(l)) ?? 'probe failed');
 }
 
-function runTap(args, backend) {
+/** The environment of one pass: the backend and, for iocp, the Wine release it runs on. */
+function passEnv(p) {
+  const env = { ...process.env, KEYPORT_TEST_BACKEND: p.backend };
+  if (p.backend === 'iocp' && p.canonical) {
+    // A full run tests the two emulations as provisioned, whatever this shell points at.
+    delete env.KEYPORT_WINE_LOADER;
+    delete env.KEYPORT_WINESERVER;
+    delete env.KEYPORT_WINDOWS_NODE;
+  }
+  if (p.wine) {
+    env.KEYPORT_WINE = p.wine;
+    env.KEYPORT_TEST_WINE = p.wine;
+  } else delete env.KEYPORT_TEST_WINE;
+  return env;
+}
+
+function provision(p, env) {
+  if (process.platform === 'win32') return null;
+  const r = spawnSync(process.execPath, [join(root, 'scripts', 'provision-wine.mjs')], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  return r.status === 0 ? null : `provisioning Wine ${p.wine} failed (exit ${r.status})`;
+}
+
+function runTap(args, p, env, notes) {
   return new Promise((resolve) => {
-    process.stdout.write(`\n===== tests on the ${backend} backend =====\n`);
-    const child = spawn(tap, args, {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'inherit'],
-      env: { ...process.env, KEYPORT_TEST_BACKEND: backend },
-    });
+    process.stdout.write(`\n===== tests: ${p.name} =====\n`);
+    const child = spawn(tap, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env });
     let tail = '';
     let all = '';
+    let text = '';
     child.stdout.on('data', (d) => {
       process.stdout.write(d);
       tail = (tail + d.toString()).slice(-4096);
       all += d.toString().includes('no tests found') ? ' no tests found ' : '';
+      text += d.toString();
+    });
+    child.stderr.on('data', (d) => {
+      process.stderr.write(d);
+      text += d.toString();
     });
     child.on('exit', (c, s) => {
       // tap's base reporter ends with "# { total: N, pass: N, fail: N, skip: N }".
@@ -58,6 +95,11 @@ function runTap(args, backend) {
       // A file that dies before its first test is reported by tap as "no tests found" (a
       // skip): count it as the failure it is.
       const crashed = all !== '';
+      // A test's stderr reaches tap's report wrapped at ~80 columns, one paragraph per write.
+      // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escapes of tap's reporter
+      const plain = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+      for (const m of plain.matchAll(/^\*\*\* (?:WINE \d+|SKIPPING)[^\n]*(?:\n(?!\n)[^\n]*)*/gm))
+        notes.add(m[0].replace(/\s*\n\s*/g, ' ').trim());
       if (crashed) counts.fail += 1;
       const code = c ?? (s ? 1 : 0);
       resolve({ code: code || (crashed ? 1 : 0), counts });
@@ -65,39 +107,81 @@ function runTap(args, backend) {
   });
 }
 
-const args = process.argv.slice(2);
-const passes = args.length
-  ? [{ backend: process.env.KEYPORT_TEST_BACKEND ?? 'iocp', files: args }]
-  : [
-      { backend: 'iocp', files: [] },
-      { backend: 'uring', files: engineTests },
-    ];
-
-const total = { pass: 0, fail: 0, skip: 0 };
-let code = 0;
-for (const p of passes) {
-  if (p.backend === 'uring') {
-    const why = uringAvailable();
-    if (why) {
-      process.stdout.write(`\n*** SKIPPING the uring pass (${p.files.length} files): ${why}\n\n`);
-      total.skip += p.files.length;
-      continue;
-    }
-  }
-  const r = await runTap(p.files, p.backend);
-  total.pass += r.counts.pass;
-  total.fail += r.counts.fail + (r.code !== 0 && r.counts.fail === 0 ? 1 : 0);
-  total.skip += r.counts.skip;
-  if (r.code !== 0) code = r.code;
-}
-
-const { winePrefix, WINESERVER } = await import(join(root, 'dist', 'launcher', 'paths.js'));
-if (process.platform !== 'win32' && existsSync(WINESERVER)) {
-  spawnSync(WINESERVER, ['-w'], {
-    env: { ...process.env, WINEPREFIX: winePrefix() },
+/** Waits for the pass's wineserver (`wineserver -w` with that release's prefix). */
+function waitForWineserver(env) {
+  if (process.platform === 'win32') return;
+  spawnSync(process.execPath, [join(root, 'scripts', 'provision-wine.mjs'), '--wait'], {
+    cwd: root,
+    env,
     stdio: 'ignore',
   });
 }
 
+const args = process.argv.slice(2);
+const iocpPass = (wine, canonical) => ({
+  name: `iocp on Wine ${wine} + Node ${NODE_OF_WINE[wine] ?? '?'}`,
+  backend: 'iocp',
+  wine,
+  canonical,
+  files: [],
+});
+let passes;
+if (args.length) {
+  const backend = process.env.KEYPORT_TEST_BACKEND ?? 'iocp';
+  const wine = process.env.KEYPORT_TEST_WINE ?? process.env.KEYPORT_WINE ?? '8';
+  passes = [
+    backend === 'iocp'
+      ? { ...iocpPass(wine, false), files: args }
+      : { name: backend, backend, files: args },
+  ];
+} else {
+  passes = [
+    iocpPass('8', true),
+    iocpPass('10', true),
+    { name: 'uring (native io_uring)', backend: 'uring', files: engineTests },
+  ];
+}
+
+const total = { pass: 0, fail: 0, skip: 0 };
+const summary = [];
+let code = 0;
+for (const p of passes) {
+  const t0 = Date.now();
+  const env = passEnv(p);
+  const notes = new Set();
+  const r = { pass: 0, fail: 0, skip: 0 };
+  let why = null;
+  if (p.backend === 'uring') why = uringAvailable();
+  // Wine 8's provisioning is npm test's pretest; Wine 10's is done here (a minute, once).
+  else if (p.backend === 'iocp' && p.wine !== '8') why = provision(p, env);
+  if (why) {
+    // A pass that cannot run is not a pass that was skipped: it fails, loudly.
+    process.stdout.write(`\n*** FAILED: the ${p.name} pass cannot run: ${why}\n\n`);
+    r.fail = 1;
+    code = 1;
+  } else {
+    const res = await runTap(p.files, p, env, notes);
+    r.pass = res.counts.pass;
+    r.fail = res.counts.fail + (res.code !== 0 && res.counts.fail === 0 ? 1 : 0);
+    r.skip = res.counts.skip;
+    if (res.code !== 0) code = res.code;
+    if (p.backend === 'iocp') waitForWineserver(env);
+  }
+  const secs = Math.round((Date.now() - t0) / 1000);
+  const line = `${p.name}: ${r.pass} passed, ${r.fail} failed, ${r.skip} skipped (${secs} s)`;
+  process.stdout.write(`\n----- ${line}\n`);
+  summary.push({ line, notes: [...notes], why });
+  total.pass += r.pass;
+  total.fail += r.fail;
+  total.skip += r.skip;
+}
+
+if (summary.length > 1 || summary.some((s) => s.notes.length)) {
+  console.log('\n===== summary =====');
+  for (const s of summary) {
+    console.log(`  ${s.line}${s.why ? ` — cannot run: ${s.why}` : ''}`);
+    for (const n of s.notes) console.log(`      ${n}`);
+  }
+}
 console.log(`tests: ${total.pass} passed, ${total.fail} failed, ${total.skip} skipped`);
 process.exit(code);

@@ -15,9 +15,11 @@ import { ROOT } from './helpers/keyport.js';
 import { closed, connect, readBytes } from './helpers/tcp.js';
 
 // The container's environment is the image's ENV and nothing else: no KEYPORT_* of the machine
-// running the tests may leak into the runs below (KEYPORT_CACHE only says where Wine lives).
+// running the tests may leak into the runs below (those that say which Wine runs the Windows
+// code path on this machine stay: KEYPORT_CACHE, KEYPORT_WINE*, KEYPORT_TEST_*).
+const WINE_CHOICE = /^KEYPORT_(CACHE|WINE|WINE_LOADER|WINESERVER|TEST_\w+)$/;
 for (const k of Object.keys(process.env)) {
-  if (k.startsWith('KEYPORT_') && k !== 'KEYPORT_CACHE') delete process.env[k];
+  if (k.startsWith('KEYPORT_') && !WINE_CHOICE.test(k)) delete process.env[k];
 }
 
 const paths = await import('../dist/launcher/paths.js');
@@ -130,6 +132,10 @@ const df = parseDockerfile(dockerfile);
 const runtime = df.stages[df.stages.length - 1] as Stage;
 const stageByName = new Map(df.stages.filter((s) => s.name).map((s) => [s.name as string, s]));
 const nodeStage = df.stages.find((s) => argDefault(s, 'NODE_VERSION') !== undefined) as Stage;
+// The image ships its own Node: whichever Wine this pass runs on (npm test runs Wine 8 and Wine
+// 10), the image's commands run below with that very node.exe (checked by SHA-256), not with the
+// Node the pass runs the rest of the suite with (Node 24 on Wine 10).
+process.env.KEYPORT_WINDOWS_NODE = argDefault(nodeStage, 'NODE_VERSION');
 const runtimeEnv = envOf(runtime);
 
 /** The exec-form command of an ENTRYPOINT/CMD/HEALTHCHECK CMD. */

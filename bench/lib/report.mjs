@@ -19,7 +19,7 @@ function firstLine(cmd, args) {
   }
 }
 
-export function describeMachine({ windowsNode, loadavgAtStart } = {}) {
+export function describeMachine({ windowsNode, wine, loadavgAtStart } = {}) {
   const cpuinfo = existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '';
   const model = cpuinfo.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? os.cpus()[0]?.model ?? 'unknown';
   let distro = null;
@@ -36,9 +36,7 @@ export function describeMachine({ windowsNode, loadavgAtStart } = {}) {
     os: distro,
     node: process.version,
     windows_node: windowsNode ?? null,
-    wine: existsSync('/usr/lib/wine/wine64')
-      ? firstLine('/usr/lib/wine/wine64', ['--version'])
-      : null,
+    wine: wine ?? null,
     gcc: firstLine('gcc', ['--version']),
     socat: firstLine('sh', ['-c', 'socat -V 2>/dev/null | sed -n 2p']),
     haproxy: firstLine('sh', ['-c', 'haproxy -v 2>/dev/null | head -1']),

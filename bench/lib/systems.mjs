@@ -223,7 +223,13 @@ function wineCheck(ctx) {
 function nodeNetWine(ctx) {
   return {
     name: 'node-net-wine',
-    label: 'Node net (Windows Node 22 under Wine)',
+    // a getter: the Wine release and Windows Node are known once the Wine is provisioned
+    get label() {
+      const s = ctx.wineSetup;
+      return s
+        ? `Node net (Windows Node ${s.nodeVersion.split('.')[0]} under Wine ${s.release})`
+        : 'Node net (Windows Node under Wine)';
+    },
     platform: 'wine',
     roles: ['echo', 'relay'],
     async check() {
@@ -277,7 +283,13 @@ function keyport(ctx, backend) {
   const onWine = backend === 'iocp' && process.platform === 'linux';
   return {
     name,
-    label: backend === 'iocp' ? 'keyport iocp (under Wine)' : 'keyport uring (native)',
+    get label() {
+      if (backend !== 'iocp') return 'keyport uring (native)';
+      const s = ctx.wineSetup;
+      return s
+        ? `keyport iocp (Windows Node ${s.nodeVersion.split('.')[0]} under Wine ${s.release})`
+        : 'keyport iocp (under Wine)';
+    },
     platform: onWine ? 'wine' : 'linux',
     roles: ['echo', 'relay'],
     isKeyport: true,

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { CliError, parseCli, USAGE } from '../main/cli.js';
 import { VERSION } from '../version.js';
 import { FileFollower } from './follow.js';
-import { cacheDir, PACKAGE_ROOT } from './paths.js';
+import { cacheDir, PACKAGE_ROOT, WineConfigError } from './paths.js';
 import { ProvisionError } from './provision.js';
 import { runWindowsNode } from './wine.js';
 
@@ -53,7 +53,7 @@ function runUnderWine(argv: string[]): void {
   try {
     child = runWindowsNode(join(PACKAGE_ROOT, 'dist', 'main', 'index.js'), argv, { logFile });
   } catch (err) {
-    if (err instanceof ProvisionError) fail(err.message, 1);
+    if (err instanceof ProvisionError || err instanceof WineConfigError) fail(err.message, 1);
     throw err;
   }
   let signals = 0;

@@ -1,9 +1,11 @@
-// Runs a script of ours with the Windows build of Node under Wine. node.exe under Wine dies
-// with `open EBADF` when its stdout/stderr is a pipe, so both always go to a file.
+// Runs a script of ours with the Windows build of Node under Wine (the release and Node that
+// KEYPORT_WINE / KEYPORT_WINE_LOADER / KEYPORT_WINDOWS_NODE choose: src/launcher/paths.ts).
+// node.exe under Wine dies with `open EBADF` when its stdout/stderr is a pipe (Wine 8 and 10
+// alike), so both always go to a file.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { wineEnv } from './paths.js';
+import { wineEnv, wineSetup } from './paths.js';
 import { provisionWine } from './provision.js';
 
 export interface WineRunOptions {
@@ -20,7 +22,8 @@ export function toWindowsPath(path: string): string {
 }
 
 export function runWindowsNode(script: string, args: string[], opts: WineRunOptions): ChildProcess {
-  const { wineLoader, nodeExe } = provisionWine();
+  const setup = wineSetup();
+  const { wineLoader, nodeExe } = provisionWine(undefined, setup);
   mkdirSync(dirname(opts.logFile), { recursive: true });
   const out = openSync(opts.logFile, 'a');
   try {
@@ -33,7 +36,7 @@ export function runWindowsNode(script: string, args: string[], opts: WineRunOpti
       'env',
       [...envArgs, wineLoader, nodeExe, ...(opts.nodeFlags ?? []), toWindowsPath(script), ...args],
       {
-        env: { ...wineEnv(), ...opts.env },
+        env: { ...wineEnv(setup), ...opts.env },
         stdio: ['ignore', out, out],
       },
     );

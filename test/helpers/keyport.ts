@@ -27,6 +27,27 @@ let seq = 0;
 /** The backend this run of the suite tests: npm test runs it once per backend. */
 export const BACKEND = process.env.KEYPORT_TEST_BACKEND ?? 'iocp';
 
+/**
+ * The Wine release the iocp backend runs on in this pass (8 or 10; null natively): npm test runs
+ * the iocp pass on both. Where the two releases behave differently a test says which and why,
+ * through wineDiffers().
+ */
+export const WINE: '8' | '10' | null =
+  BACKEND === 'iocp' && process.platform !== 'win32'
+    ? ((process.env.KEYPORT_TEST_WINE ?? process.env.KEYPORT_WINE ?? '8') as '8' | '10')
+    : null;
+
+/**
+ * Reports, loudly, a behaviour in which this pass's Wine differs from the other release (and so
+ * from what a Windows host would be expected to do on at least one of them): on stderr, which
+ * npm test repeats in its summary, and as a tap comment.
+ */
+export function wineDiffers(t: { comment(...m: unknown[]): void }, why: string): void {
+  const line = `*** WINE ${WINE}: ${why}`;
+  process.stderr.write(`\n${line}\n`);
+  t.comment(line);
+}
+
 /** Where the backends must differ: the names of errors (Win32 on IOCP, errno on io_uring). */
 export const ERR =
   BACKEND === 'uring'
@@ -104,7 +125,8 @@ export async function startKeyport(
     enginePid() {
       const pid = proc.pid as number;
       if (BACKEND !== 'iocp') return pid;
-      // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid.
+      // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid (Wine
+      // 10's wrapper execs too: unshare → sh → env → chroot → sh → wine64).
       const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
         .trim()
         .split(/\s+/);
