@@ -58,10 +58,11 @@ const REPLAY = (seed: number) =>
  * the entry. Only failures with exactly this backend, check and cause are covered.
  */
 const KNOWN: Array<{ backend: string; check: Check; cause: Cause; todo: string }> = [
-  // Under Wine a peer's RST reaches the other peer as a clean FIN: keyport reads the reset as a
-  // 0-byte EOF (logged `reason: eof, abortive: false`), and even where it does see the reset and
-  // closes abortively (SO_LINGER {1,0} + closesocket, logged `abortive: true`) the other peer can
-  // still get a FIN. Both show here as a clean EOF the sender never sent, often after lost data.
+  // Under Wine a peer's RST reaches the other peer as a clean FIN: the RST races the posted
+  // WSARecv, which completes as a 0-byte read, and keyport passes that on with shutdown(SD_SEND)
+  // (logged `reason: eof, abortive: false`). When the other direction's send fails afterwards
+  // keyport logs `abortive: true`, but the FIN has already gone out (seed 18, ~1 run in 20).
+  // Both show here as a clean EOF the sender never sent, often after lost data.
   {
     backend: 'iocp',
     check: 'eof-needs-fin',
