@@ -12,6 +12,8 @@
 //   KEYPORT_DIFF_SEED=S         only seed S (replay; prints its script and observations)
 //   KEYPORT_DIFF_REPEAT=R       run each seed R times (timing differs run to run)
 //   KEYPORT_DIFF_CONCURRENCY=C  seeds in flight at once (default 6, 4 under Wine)
+//   KEYPORT_HAPROXY=PATH|off    the haproxy binary (default: found on PATH or in /usr/sbin)
+import { existsSync } from 'node:fs';
 import t, { type Test } from 'tap';
 import {
   type Cause,
@@ -105,12 +107,19 @@ const opts: RunOptions = {
 const k = await startKeyport(['--listener', '127.0.0.1:0=echo']);
 const keyport = keyportRelay(k.api, `keyport/${BACKEND}`);
 
-const haproxyBin = findHaproxy();
+const haproxyBin =
+  env.KEYPORT_HAPROXY === 'off'
+    ? null
+    : env.KEYPORT_HAPROXY
+      ? existsSync(env.KEYPORT_HAPROXY)
+        ? env.KEYPORT_HAPROXY
+        : null
+      : findHaproxy();
 let haproxy: Haproxy | null = null;
 let haproxySkip: string | null = null;
 if (!haproxyBin) {
   haproxySkip =
-    'HAProxy is not installed (Debian package haproxy; .ci/run installs it): ' +
+    'HAProxy is not installed or KEYPORT_HAPROXY=off (Debian package haproxy; .ci/run installs it): ' +
     'the keyport invariants run, the comparison with the reference relay does NOT';
 } else {
   try {
