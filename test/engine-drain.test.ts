@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { request } from './helpers/http.js';
 import { OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
 import { openEvents } from './helpers/sse.js';
 import { until, upstream } from './helpers/tcp.js';
@@ -193,18 +194,13 @@ t.test(
   async (t) => {
     const { k } = await relay();
     t.teardown(() => k.stop());
-    const res = await fetch(`${k.api}/listeners`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({
-        address: '127.0.0.1:0',
-        mode: 'forward',
-        target: `127.0.0.1:${up.port}`,
-        closeTimeoutMs: 500,
-      }),
+    const res = await request(k.api, 'POST', '/listeners', {
+      address: '127.0.0.1:0',
+      mode: 'forward',
+      target: `127.0.0.1:${up.port}`,
+      closeTimeoutMs: 500,
     });
-    t.equal(res.status, 201);
-    const l = (await res.json()) as { id: string; address: string };
+    const l = res.body as { id: string; address: string };
     const { s, r } = await startTransfer(Number(l.address.split(':').pop()), 8 * 1024 * 1024);
     r.stall(); // the send keyport has pending can no longer complete
     await new Promise((ok) => setTimeout(ok, 300));

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { BACKEND, OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { openEvents } from './helpers/sse.js';
 import { closed, connect, payload, readBytes, sendAndCollect, until } from './helpers/tcp.js';
@@ -28,6 +28,19 @@ interface ListenerV {
 }
 
 const portOf = (l: ListenerV) => Number(l.address.split(':').pop());
+
+/** Rounds of 20 concurrent echoes of growing sizes: every one must come back byte-exact. */
+async function echoRounds(t: Test, port: number, step: number): Promise<void> {
+  for (let round = 0; round < 3; round++) {
+    const jobs = Array.from({ length: 20 }, (_, i) => payload(1 + i * step));
+    const got = await Promise.all(jobs.map((p) => sendAndCollect(port, p)));
+    t.equal(
+      got.filter((g, i) => g.equals(jobs[i] as Buffer)).length,
+      20,
+      `round ${round}: all 20 echoes byte-exact`,
+    );
+  }
+}
 
 t.test('a socket tied to the wrong key: its packets never reach a connection', async (t) => {
   // Every 2nd association is wrong: the listener (1st) is right, the first client (2nd) wrong,
@@ -95,15 +108,7 @@ t.test('duplicate packets: counted and refused, every stream byte-exact', async 
   });
   t.teardown(() => k.stop());
   const l = ((await k.get('/listeners')).body as { items: ListenerV[] }).items[0] as ListenerV;
-  for (let round = 0; round < 3; round++) {
-    const jobs = Array.from({ length: 20 }, (_, i) => payload(500 + i * 7000));
-    const got = await Promise.all(jobs.map((p) => sendAndCollect(portOf(l), p)));
-    t.equal(
-      got.filter((g, i) => g.equals(jobs[i] as Buffer)).length,
-      20,
-      `round ${round}: all 20 echoes byte-exact`,
-    );
-  }
+  await echoRounds(t, portOf(l), 7000);
   const r = (await k.get('/readyz')).body as Readiness;
   t.ok(
     r.anomalies.duplicate + r.anomalies.stray > 0,
@@ -135,15 +140,7 @@ t.test(
     });
     t.teardown(() => k.stop());
     const l = ((await k.get('/listeners')).body as { items: ListenerV[] }).items[0] as ListenerV;
-    for (let round = 0; round < 3; round++) {
-      const jobs = Array.from({ length: 20 }, (_, i) => payload(1 + i * 9000));
-      const got = await Promise.all(jobs.map((p) => sendAndCollect(portOf(l), p)));
-      t.equal(
-        got.filter((g, i) => g.equals(jobs[i] as Buffer)).length,
-        20,
-        `round ${round}: all 20 echoes byte-exact`,
-      );
-    }
+    await echoRounds(t, portOf(l), 9000);
     const r = (await k.get('/readyz')).body as Readiness;
     t.same(
       r.anomalies,

@@ -309,8 +309,17 @@ t.test(
   { skip: haproxySkip ?? false },
   async (tt) => {
     tt.comment(`HAProxy ${haproxy?.version}`);
+    // HAProxy is the reference, not the system under test: a failure of its own that no
+    // judgement above explains yet is reported loudly as a todo (with its seed and script to
+    // replay), so CI does not hinge on the reference's races; judge it here once understood.
     for (const c of Object.keys(CHECKS) as Check[]) {
-      assertCheck(tt, 'haproxy', c, () => undefined, haproxyJudged);
+      assertCheck(
+        tt,
+        'haproxy',
+        c,
+        () => 'HAProxy (the reference) broke this invariant in a way not judged yet',
+        haproxyJudged,
+      );
     }
   },
 );

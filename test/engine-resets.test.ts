@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
+import { portOf, request } from './helpers/http.js';
 import { ROOT, startKeyport } from './helpers/keyport.js';
 
 const HELPERS = join(ROOT, 'test', 'helpers');
@@ -23,17 +24,12 @@ t.teardown(() => k.stop());
 
 /** A forward listener to `target` (one per round), through the API; returns its port. */
 async function forward(target: number): Promise<number> {
-  const res = await fetch(`${k.api}/listeners`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({
-      address: '127.0.0.1:0',
-      mode: 'forward',
-      target: `127.0.0.1:${target}`,
-    }),
+  const l = await request(k.api, 'POST', '/listeners', {
+    address: '127.0.0.1:0',
+    mode: 'forward',
+    target: `127.0.0.1:${target}`,
   });
-  const l = (await res.json()) as { address: string };
-  return Number(l.address.split(':').pop());
+  return portOf(l.body.address);
 }
 
 /** Runs a helper script; resolves with its "port N" line (listeners) and its final JSON. */

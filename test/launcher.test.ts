@@ -58,3 +58,27 @@ t.test('keyport starts with its built-in default and answers /healthz', async (t
   const code = await k.stop();
   t.equal(code, 0, 'SIGTERM ends it cleanly');
 });
+
+t.test(
+  'KEYPORT_LOG_FILE kept across runs: only this run is shown, not the earlier ones',
+  async (t) => {
+    const { FileFollower } = await import('../dist/launcher/follow.js');
+    const { appendFileSync, mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { PassThrough } = await import('node:stream');
+    const file = join(mkdtempSync(join(tmpdir(), 'keyport-follow-')), 'keyport.log');
+    writeFileSync(file, 'an earlier run\n');
+    const sink = new PassThrough();
+    let shown = '';
+    sink.on('data', (d: Buffer) => (shown += d.toString()));
+    const follower = new FileFollower(file, sink, 10);
+    appendFileSync(file, 'this run\n');
+    await new Promise((r) => setTimeout(r, 50));
+    follower.close();
+    t.equal(
+      shown,
+      'this run\n',
+      'the terminal shows what this run appends, from where the file ended',
+    );
+  },
+);

@@ -99,6 +99,9 @@ export class Connection implements OpOwner {
   private async connectUpstream(): Promise<void> {
     const target = this.listener.target;
     if (!target) throw new Error('forward listener without target');
+    // The connect timeout covers resolving the name too.
+    this.connectDeadline =
+      performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
     let addr: SocketAddress;
     try {
       if (isIP(target.host)) {
@@ -108,6 +111,7 @@ export class Connection implements OpOwner {
         addr = { host: r.address, port: target.port, family: r.family === 6 ? 6 : 4 };
       }
     } catch (err) {
+      if (this.state !== 'connecting') return; // closed (or timed out) while resolving
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       this.core.upstreamConnectFailed(this.listener, name);
       this.abort(`upstream ${target.host}:${target.port} not resolved: ${name}`);
@@ -128,8 +132,6 @@ export class Connection implements OpOwner {
       return;
     }
     this.upstream.remote = addr;
-    this.connectDeadline =
-      performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
     const rec = this.core.newOp('connect', this.upstream.key, this);
     rec.peer = addr;
     this.core.submit(rec);
@@ -137,9 +139,15 @@ export class Connection implements OpOwner {
 
   /** Called by the engine's sweep when the upstream has not accepted in time. */
   connectTimeout(): void {
-    if (this.state !== 'connecting' || !this.upstream) return;
+    if (this.state !== 'connecting') return;
     this.connectTimedOut = true;
-    this.core.cancelAll(this.upstream.key);
+    if (this.upstream) {
+      this.core.cancelAll(this.upstream.key); // the connect completes aborted: counted there
+      return;
+    }
+    // Still resolving the name: give up now.
+    this.core.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT');
+    this.abort('upstream connect failed: CONNECT_TIMEOUT (resolving the name)');
   }
 
   /** The connect op completed. */
@@ -161,7 +169,8 @@ export class Connection implements OpOwner {
       return;
     }
     const backend = this.core.backend;
-    backend.finishConnect(up.sock);
+    const uc = backend.finishConnect(up.sock);
+    if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
     up.local = backend.localAddress(up.sock);
     this.state = 'open';
     this.touch();

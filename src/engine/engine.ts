@@ -214,6 +214,12 @@ export class Engine implements EngineCore, CompletionSink {
       this.anomaly('duplicate', key, recordAddr, rec);
       return;
     }
+    if (rec.keyEntry === this.heartbeatKey) {
+      // The engine's own posted packet: a copy with another key is refused, the real one kept.
+      if (key === rec.key) this.heartbeatSeen(rec);
+      else this.anomaly(this.keys.issued(key) ? 'duplicate' : 'key-mismatch', key, recordAddr, rec);
+      return;
+    }
     if (key !== rec.key) {
       if (this.keys.issued(key)) {
         // A key keyport gave another socket: a stale packet from an earlier use of this record
@@ -226,10 +232,6 @@ export class Engine implements EngineCore, CompletionSink {
       // is lost (its connection is reset) and the record is never reused.
       this.anomaly('key-mismatch', key, recordAddr, rec);
       this.finish(rec, KEY_MISMATCH, 0, false, key);
-      return;
-    }
-    if (rec.keyEntry === this.heartbeatKey) {
-      this.heartbeatSeen(rec);
       return;
     }
     this.finish(rec, status, bytes, false, key);
@@ -245,39 +247,18 @@ export class Engine implements EngineCore, CompletionSink {
 
   private anomaly(kind: AnomalyKind, key: bigint, recordAddr: number, rec: OpRecord | null): void {
     const skipped = this.anomalies.count(kind, Date.now());
-    const expected = rec?.keyEntry?.keyHex ?? null;
-    const { connection, listener } = this.ownerIds(rec?.keyEntry ?? null);
-    const dequeuedKey = hex64(key);
-    const record = hex64(BigInt(recordAddr));
+    const detail = {
+      kind,
+      key: hex64(key), // as dequeued
+      expectedKey: rec?.keyEntry?.keyHex ?? null,
+      record: hex64(BigInt(recordAddr)),
+      op: rec?.kind ?? null,
+      ...this.ownerIds(rec?.keyEntry ?? null),
+    };
     if (skipped >= 0) {
-      this.logger(
-        'error',
-        {
-          anomaly: kind,
-          key: dequeuedKey,
-          expectedKey: expected,
-          record,
-          op: rec?.kind ?? null,
-          connection,
-          listener,
-          unloggedBefore: skipped,
-        },
-        `completion refused: ${kind}`,
-      );
+      this.logger('error', { ...detail, unloggedBefore: skipped }, `completion refused: ${kind}`);
     }
-    if (this.events.active) {
-      this.events.emit({
-        type: 'anomaly',
-        at: Date.now(),
-        kind,
-        key: dequeuedKey,
-        expectedKey: expected,
-        record,
-        op: rec?.kind ?? null,
-        connection,
-        listener,
-      });
-    }
+    if (this.events.active) this.events.emit({ type: 'anomaly', at: Date.now(), ...detail });
   }
 
   private drainInline(): void {
@@ -344,7 +325,7 @@ export class Engine implements EngineCore, CompletionSink {
         rec.kind,
         ko.side,
         bytes,
-        errorName ?? 'SUCCESS',
+        code === 0 ? 'SUCCESS' : (errorName ?? this.errorName(code)), // a parked read: aborted
         inline,
         Math.round(latency * 1e6),
       );

@@ -142,8 +142,11 @@ export class Listener implements OpOwner {
       else this.postAccepts();
       return;
     }
-    this.retryMs = 0;
-    this.acceptError = null;
+    if (this.retryTimer === null) {
+      // Healthy again (an accept posted before the failures may still succeed meanwhile).
+      this.retryMs = 0;
+      this.acceptError = null;
+    }
     const s = backend.acceptedSocket(rec, rec.acceptSock);
     if (this.connections.size >= this.core.listenerConfig(this).maxConnections) {
       // onLimit 'reset' (with 'wait' no accept is posted at the limit): refuse the surplus now.

@@ -104,8 +104,15 @@ export class Pipe implements OpOwner {
         return;
       }
       // A cancelled read ends the connection (DESIGN §1.5); what was read is still delivered.
-      if (!this.stopping) conn.closeGracefully(`${this.from.side} recv cancelled`);
-      this.finish();
+      // This direction passes its FIN on first, then the connection closes gracefully.
+      if (this.stopping) {
+        this.finish();
+        return;
+      }
+      this.stopping = true;
+      this.shutTo();
+      if (conn.state === 'open') conn.closeGracefully(`${this.from.side} recv cancelled`);
+      else conn.pipeDone();
       return;
     }
     if (!rec.buffer) {
@@ -160,10 +167,16 @@ export class Pipe implements OpOwner {
 
   /** No more to relay this way: carry the half-close across with shutdown(SD_SEND). */
   private finish(): void {
+    this.shutTo();
+    this.conn.pipeDone();
+  }
+
+  private shutTo(): void {
     this.done = true;
+    // Never on a closed connection: the handle may belong to another socket by now.
+    if (this.conn.state === 'closed') return;
     this.to.sendShut = true;
     const code = this.core.backend.shutdownSend(this.to.sock);
     if (code !== 0) this.core.countError('shutdown', this.core.errorName(code));
-    this.conn.pipeDone();
   }
 }

@@ -51,12 +51,16 @@ export interface IocpOptions {
   onError?: (err: unknown) => void;
 }
 
-/** What keyport learned of a socket when it created it. */
-interface SocketInfo {
-  /** Its provider's catalog entry: extension functions are fetched per provider. */
+/** The Winsock provider behind a family's TCP sockets. */
+interface Provider {
+  /** Its catalog entry: extension functions are fetched per provider. */
   catalogEntry: number;
-  /** The provider hands out real file handles (XP1_IFS_HANDLES): skip mode may be set. */
+  /** It hands out real file handles (XP1_IFS_HANDLES): skip mode may be set. */
   ifs: boolean;
+}
+
+/** What keyport knows of a socket it created. */
+interface SocketInfo extends Provider {
   /** FILE_SKIP_COMPLETION_PORT_ON_SUCCESS took effect: an inline success posts no packet. */
   skipMode: boolean;
 }
@@ -87,6 +91,7 @@ export class IocpBackend implements Backend {
   /** Extension functions per provider catalog entry (a layered provider has its own). */
   private readonly ext = new Map<number, Extensions>();
   private readonly sockets = new Map<Sock, SocketInfo>();
+  private readonly providers = new Map<4 | 6, Provider>();
   private readonly protocolInfo: PinnedBlock;
   private readonly protocolInfoView: DataView;
   private readonly onError: (err: unknown) => void;
@@ -244,12 +249,19 @@ export class IocpBackend implements Backend {
       );
     }
     if (family === 6) this.setIntOption(s, w.IPPROTO_IPV6, w.IPV6_V6ONLY, 1);
-    this.sockets.set(s, this.describe(s));
+    // The provider is the same for every TCP socket of a family (WSASocket picks the first that
+    // matches), so it is read once per family, as libuv does at start-up.
+    let provider = this.providers.get(family);
+    if (!provider) {
+      provider = this.describe(s);
+      this.providers.set(family, provider);
+    }
+    this.sockets.set(s, { ...provider, skipMode: false });
     return s;
   }
 
   /** Reads the socket's provider: its catalog entry, and whether its handles are IFS handles. */
-  private describe(s: Sock): SocketInfo {
+  private describe(s: Sock): Provider {
     const v = this.protocolInfoView;
     v.setInt32(w.PROTOCOL_INFO_SIZE, w.PROTOCOL_INFO_SIZE, true);
     const rc = w.getsockopt(
@@ -259,12 +271,11 @@ export class IocpBackend implements Backend {
       this.protocolInfo.addr,
       this.protocolInfo.addr + BigInt(w.PROTOCOL_INFO_SIZE),
     );
-    if (rc !== 0) return { catalogEntry: -1, ifs: false, skipMode: false };
+    if (rc !== 0) return { catalogEntry: -1, ifs: false };
     return {
       catalogEntry: v.getUint32(w.PI_CATALOG_ENTRY_ID, true),
       ifs:
         FAULTS.nonIfs === 0 && (v.getUint32(w.PI_SERVICE_FLAGS1, true) & w.XP1_IFS_HANDLES) !== 0,
-      skipMode: false,
     };
   }
 
