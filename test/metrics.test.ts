@@ -110,7 +110,14 @@ t.test('after N echo round trips the recv and send histograms count at least N',
     s.write(msg);
     await readBytes(s, msg.length);
   }
-  const live = await scrape();
+  // The client saw its last echo when the kernel sent it; the engine may still have that send's
+  // inline completion queued (it yields to the event loop every few ms): wait for it.
+  const live = await until(
+    scrape,
+    (x) =>
+      (value(x, 'keyport_ops_in_flight', { op: 'recv' }) ?? 0) >= 1 &&
+      bytes(x, 'out') - bytes(before, 'out') === N * 64,
+  );
   t.equal(value(live, 'keyport_connections', { listener: echoL.id }), 1, 'one open connection');
   t.ok((value(live, 'keyport_ops_in_flight', { op: 'recv' }) ?? 0) >= 1, 'its recv in flight');
   t.ok(count(live, 'recv') - count(before, 'recv') >= N, `recv count +${N} or more`);
