@@ -112,7 +112,10 @@ export interface Backend extends PinnedAllocator {
   createSocket(family: 4 | 6): Sock;
   /** Binds and listens; exclusive (no other process may take the port). Returns the bound address. */
   listen(sock: Sock, addr: SocketAddress, backlog: number): SocketAddress;
-  /** Binds a socket to the wildcard address of its family (ConnectEx needs a bound socket). */
+  /**
+   * Prepares a socket for connect: ConnectEx needs it bound (to the wildcard address of its
+   * family); io_uring's connect binds by itself, choosing the port per destination.
+   */
   bindAny(sock: Sock, family: 4 | 6): void;
   /** Ties the socket to the completion port (or the emulated key table) under `key`. */
   associate(sock: Sock, key: bigint): void;

@@ -307,6 +307,10 @@ export class IocpBackend implements Backend {
   }
 
   bindAny(sock: Sock, family: 4 | 6): void {
+    // ConnectEx needs a bound socket. SO_REUSE_UNICASTPORT (Windows 10 1703+) defers the port's
+    // choice to the connect, so ports are shared across destinations as an implicit bind does;
+    // where it is not known (older Windows, Wine) bind(0) picks one as before.
+    this.setIntOption(sock, w.SOL_SOCKET, w.SO_REUSE_UNICASTPORT, 1);
     const len = writeSockaddr(this.scratchView, 0, {
       host: family === 4 ? '0.0.0.0' : '::',
       port: 0,

@@ -79,6 +79,7 @@ export const SOL_SOCKET = 0xffff;
 export const SO_REUSEADDR = 0x0004;
 export const SO_EXCLUSIVEADDRUSE = ~SO_REUSEADDR;
 export const SO_LINGER = 0x0080;
+export const SO_REUSE_UNICASTPORT = 0x3007;
 export const SO_UPDATE_ACCEPT_CONTEXT = 0x700b;
 export const SO_UPDATE_CONNECT_CONTEXT = 0x7010;
 export const IPPROTO_IPV6 = 41;

@@ -502,11 +502,13 @@ export class UringBackend implements Backend {
     return this.localAddress(sock) ?? addr;
   }
 
-  bindAny(sock: Sock, family: 4 | 6): void {
-    const host = family === 4 ? '0.0.0.0' : '::';
-    const len = writeSockaddr(this.scratchView, 0, { host, port: 0, family });
-    if (sys.bind(sock, this.scratch, len) !== 0) this.fail('bind', sys.errno());
-  }
+  /**
+   * Nothing to do: connect() binds by itself and picks a port free for that destination, so a
+   * port in TIME_WAIT towards one upstream serves another. An explicit bind(0) must find a port
+   * no socket holds at all, TIME_WAIT included: under connection churn (~28 000 recent
+   * connections) every bind scanned the whole range, then failed (issue 14).
+   */
+  bindAny(_sock: Sock, _family: 4 | 6): void {}
 
   associate(sock: Sock, key: bigint): void {
     // Test fault: every Nth socket is tied to the wrong key, as a bug in a layer below might.
