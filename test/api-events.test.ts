@@ -195,7 +195,9 @@ t.test('a subscriber that stops reading is dropped; the engine and readers carry
   t.teardown(() => reader.close());
   const stalled = net.connect(portOf(k.api), '127.0.0.1');
   t.teardown(() => stalled.destroy());
-  stalled.write(`GET /events HTTP/1.1\r\nHost: keyport\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`);
+  stalled.write(
+    `GET /events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${TOKEN}\r\n\r\n`,
+  );
   stalled.pause();
   let stalledGone = false;
   stalled.on('close', () => {

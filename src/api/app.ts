@@ -3,6 +3,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
+import type { TargetRule } from '../main/netrules.js';
 import { VERSION } from '../version.js';
 import { type AuthOptions, installAuth } from './auth.js';
 import type { EngineControlLike } from './control.js';
@@ -14,6 +15,7 @@ import { healthzRoutes } from './routes/healthz.js';
 import { type MetricsSource, metricsRoutes } from './routes/metrics.js';
 import { openapiRoutes } from './routes/openapi.js';
 import { uiRoutes } from './routes/ui.js';
+import { installSafety } from './safety.js';
 import {
   ConnectionDetail,
   ConnectionView,
@@ -36,6 +38,17 @@ export interface BuildApiOptions {
   requestTimeoutMs?: number;
   /** Served at GET /metrics; without it the route exists (and is documented) but answers 404. */
   metrics?: MetricsSource;
+  /** Browser and network defences (docs/security.md). */
+  safety?: {
+    /** Host names accepted besides loopback and the API's own address. */
+    allowedHosts?: string[];
+    /** The host the API binds (accepted in Host). */
+    apiHost?: string;
+    /** Forward targets POST /listeners may use; null/absent = anything but the API itself. */
+    allowTargets?: TargetRule[] | null;
+    /** Concurrent GET /events clients (default 32). */
+    maxEventClients?: number;
+  };
 }
 
 /** Build the control-plane app. Caller does `await app.listen(...)` or `await app.ready()`. */
@@ -49,7 +62,11 @@ export function buildApi(opts: BuildApiOptions) {
       const timeout = opts.requestTimeoutMs ?? 10_000;
       return createServer(
         { requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: 1000 },
-        handler,
+        (req, res) => {
+          // On every answer, including the router's own errors and the event stream.
+          res.setHeader('x-content-type-options', 'nosniff');
+          handler(req, res);
+        },
       );
     },
     // Unknown fields are an error, not silently dropped (Fastify's default strips them).
@@ -61,6 +78,11 @@ export function buildApi(opts: BuildApiOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   installErrorHandling(app);
+  // First: a foreign Host or a cross-origin command is refused before auth or any body parsing.
+  installSafety(app, {
+    allowedHosts: opts.safety?.allowedHosts ?? [],
+    ...(opts.safety?.apiHost ? { apiHost: opts.safety.apiHost } : {}),
+  });
   installAuth(app, opts.auth ?? { token: null, protect: 'commands' });
   app.addSchema(ErrorResponse);
   // Shared by several route plugins, so registered at the root.
@@ -96,8 +118,17 @@ export function buildApi(opts: BuildApiOptions) {
   app.register(healthzRoutes, { control: opts.control });
   app.register(engineViewRoutes, { control: opts.control });
   app.register(metricsRoutes, { metrics: opts.metrics });
-  app.register(commandRoutes, { control: opts.control });
-  app.register(eventRoutes, { control: opts.control });
+  app.register(commandRoutes, {
+    control: opts.control,
+    policy: {
+      tokenConfigured: Boolean(opts.auth?.token),
+      allowTargets: opts.safety?.allowTargets ?? null,
+    },
+  });
+  app.register(eventRoutes, {
+    control: opts.control,
+    maxClients: opts.safety?.maxEventClients ?? 32,
+  });
   // The live status page at / (its assets under /ui/), served from the package itself.
   app.register(uiRoutes, {
     auth: { tokenRequired: Boolean(opts.auth?.token), protect: opts.auth?.protect ?? 'commands' },

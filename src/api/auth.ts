@@ -1,5 +1,5 @@
 // Bearer-token protection. Commands always need the token when one is configured; with
-// protect = 'all' every route but /healthz, the API docs and the status page's shell does.
+// protect = 'all' every route but /healthz, /readyz, the API docs and the status page's shell does.
 // Comparison is constant-time (over SHA-256 digests, so the token's length does not leak either).
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
@@ -17,10 +17,12 @@ export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   const expected = digest(opts.token);
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0];
-    // Liveness, the API's own description, and the status page's shell (its HTML, scripts and
-    // /ui/config; no engine data: the page asks for the token before it reads any) stay open.
+    // Liveness and readiness (probes carry no token; /readyz shows ready or not and why, no
+    // connection data), the API's own description, and the status page's shell (its HTML,
+    // scripts and /ui/config; the page asks for the token before it reads any) stay open.
     if (
       path === '/healthz' ||
+      path === '/readyz' ||
       path === '/openapi.json' ||
       path === '/docs' ||
       path?.startsWith('/docs/') ||

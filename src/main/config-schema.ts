@@ -91,7 +91,38 @@ export const ConfigFile = Type.Object(
           protect: Type.Optional(
             Type.Union([Type.Literal('commands'), Type.Literal('all')], {
               description:
-                'What the token protects: commands only (default) or every route but /healthz',
+                "What the token protects: commands only (default), or 'all': every route but /healthz, /readyz, the API description (/openapi.json, /docs) and the status page's shell (/ and /ui/*, which carry no engine data)",
+            }),
+          ),
+          allowedHosts: Type.Optional(
+            Type.Array(
+              Type.String({
+                minLength: 1,
+                maxLength: 253,
+                pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9.])?$|^\\[[0-9A-Fa-f:.]+\\]$',
+              }),
+              {
+                maxItems: 64,
+                description:
+                  'Host names (or IP literals) the API answers to in the Host header, besides loopback names and literals and its own bound address; any other Host is answered 421 (DNS-rebinding defence). Any port.',
+                examples: [['keyport.internal.example']],
+              },
+            ),
+          ),
+          allowTargets: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, maxLength: 300 }), {
+              maxItems: 256,
+              description:
+                "Forward targets POST /listeners may use: CIDR or IP (any port), HOST:PORT, HOST:*, *:PORT, [IPv6/CIDR]:PORT. Default: anything. A name rule matches the target as written; a CIDR rule every address the target resolves to. The API's own address is always refused.",
+              examples: [['10.0.0.0/8', 'db.internal.example:5432']],
+            }),
+          ),
+          maxEventClients: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 10_000,
+              description:
+                'Concurrent GET /events streams; one more is answered 503 with Retry-After (default 32)',
             }),
           ),
           bodyLimitBytes: Type.Optional(

@@ -7,14 +7,29 @@ import { type Address, AddressError, formatAddress, parseAddress } from './addre
 import type { BackendChoice, CliOptions, ListenerSpec } from './cli.js';
 import { ConfigFile, type ListenerInput, LOG_LEVELS } from './config-schema.js';
 import { DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
+import {
+  isLoopbackIp,
+  loopbackByAddress,
+  parseTargetRule,
+  type Resolver,
+  systemResolver,
+  type TargetRule,
+} from './netrules.js';
 
 export class ConfigError extends Error {}
 
 export interface Settings {
   api: Address;
+  /** Where the API address came from (the flag, variable or config field), for error messages. */
+  apiSource: string;
   /** The bearer token, or null when none is configured. Never logged. */
   token: string | null;
   protect: 'commands' | 'all';
+  /** Host header names accepted besides loopback and the bound address (lower case). */
+  allowedHosts: string[];
+  /** Forward targets allowed to POST /listeners; null = anything (but the API itself). */
+  allowTargets: TargetRule[] | null;
+  maxEventClients: number;
   bodyLimitBytes: number;
   requestTimeoutMs: number;
   backend: BackendChoice;
@@ -49,18 +64,38 @@ function readConfigFile(path: string): ConfigFile {
   return data as ConfigFile;
 }
 
+/**
+ * A token as read (file or variable) → the token: surrounding whitespace and newlines trimmed
+ * (`echo secret > file` adds one), then it must be visible ASCII (what a Bearer header carries)
+ * and at least 16 characters. `source` names where it came from.
+ */
+export function checkToken(raw: string, source: string): string {
+  const token = raw.trim();
+  if (token.length === 0) throw new ConfigError(`${source}: the token is empty`);
+  const bad = /[^\x21-\x7e]/.exec(token);
+  if (bad) {
+    const code = bad[0].codePointAt(0)?.toString(16).padStart(4, '0');
+    throw new ConfigError(
+      `${source}: the token must be visible ASCII characters only (found U+${code} at position ${bad.index + 1}; no spaces or control characters inside it)`,
+    );
+  }
+  if (token.length < 16)
+    throw new ConfigError(
+      `${source}: the token must be at least 16 characters (it has ${token.length})`,
+    );
+  return token;
+}
+
 function readToken(path: string, what: string): string {
-  let token: string;
+  let raw: string;
   try {
-    token = readFileSync(path, 'utf8').trim();
+    raw = readFileSync(path, 'utf8');
   } catch (err) {
     throw new ConfigError(
       `${what} ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`,
     );
   }
-  if (token.length < 16)
-    throw new ConfigError(`${what} ${path}: the token must be at least 16 characters`);
-  return token;
+  return checkToken(raw, `${what} ${path}`);
 }
 
 function address(input: string, where: string, allowZero: boolean): Address {
@@ -116,8 +151,15 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   let api = file.api?.address
     ? address(file.api.address, `config file ${configPath}: /api/address`, true)
     : DEFAULT_API;
-  if (env.KEYPORT_API) api = address(env.KEYPORT_API, 'KEYPORT_API', true);
-  if (cli.api) api = cli.api;
+  let apiSource = file.api?.address ? `config file ${configPath}: /api/address` : 'the default';
+  if (env.KEYPORT_API) {
+    api = address(env.KEYPORT_API, 'KEYPORT_API', true);
+    apiSource = 'KEYPORT_API';
+  }
+  if (cli.api) {
+    api = cli.api;
+    apiSource = '--api';
+  }
 
   let backend: BackendChoice = file.backend ?? DEFAULT_BACKEND;
   if (env.KEYPORT_BACKEND) {
@@ -142,11 +184,24 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   if (file.api?.tokenFile)
     token = readToken(file.api.tokenFile, `config file ${configPath}: /api/tokenFile`);
   if (env.KEYPORT_TOKEN_FILE) token = readToken(env.KEYPORT_TOKEN_FILE, 'KEYPORT_TOKEN_FILE');
-  if (env.KEYPORT_TOKEN) {
-    if (env.KEYPORT_TOKEN.length < 16)
-      throw new ConfigError('KEYPORT_TOKEN: the token must be at least 16 characters');
-    token = env.KEYPORT_TOKEN;
+  if (env.KEYPORT_TOKEN !== undefined && env.KEYPORT_TOKEN !== '')
+    token = checkToken(env.KEYPORT_TOKEN, 'KEYPORT_TOKEN');
+
+  let allowTargets: TargetRule[] | null = null;
+  if (file.api?.allowTargets) {
+    allowTargets = file.api.allowTargets.map((text, i) => {
+      try {
+        return parseTargetRule(text);
+      } catch (err) {
+        throw new ConfigError(
+          `config file ${configPath}: /api/allowTargets/${i}: ${(err as Error).message}`,
+        );
+      }
+    });
   }
+  const allowedHosts = (file.api?.allowedHosts ?? []).map((h) =>
+    h.toLowerCase().replace(/\.$/, ''),
+  );
 
   // --listener flags replace the file's listeners; with neither, the built-in default applies.
   let listeners: ListenerConfig[];
@@ -164,8 +219,12 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
 
   return {
     api,
+    apiSource,
     token,
     protect: file.api?.protect ?? 'commands',
+    allowedHosts,
+    allowTargets,
+    maxEventClients: file.api?.maxEventClients ?? 32,
     bodyLimitBytes: file.api?.bodyLimitBytes ?? 16 * 1024,
     requestTimeoutMs: file.api?.requestTimeoutMs ?? 10_000,
     backend,
@@ -176,15 +235,32 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   };
 }
 
-/** A non-loopback API without a token would let anyone who reaches it change the listeners. */
-export function checkApiExposure(s: Settings): void {
-  const loopback =
-    s.api.host === 'localhost' || s.api.host === '::1' || s.api.host.startsWith('127.');
-  if (!loopback && !s.token) {
-    throw new ConfigError(
-      `refusing to serve the API on ${formatAddress(s.api)} without a token: anyone who can reach it could ` +
-        'change listeners and close connections. Set KEYPORT_TOKEN_FILE (or api.tokenFile in the config file), ' +
-        'or bind the API to 127.0.0.1.',
-    );
-  }
+/**
+ * A non-loopback API without a token would let anyone who reaches it change the listeners.
+ * Decided on addresses: a literal is checked as an IP, a name is resolved and every address it
+ * has must be loopback (`127.attacker.example` is a name, whatever it starts with).
+ */
+export async function checkApiExposure(
+  s: Settings,
+  resolve: Resolver = systemResolver,
+): Promise<void> {
+  if (s.token) return;
+  const r = await loopbackByAddress(s.api.host, resolve);
+  if (r.ok) return;
+  throw new ConfigError(
+    `${s.apiSource}: refusing to serve the API on ${formatAddress(s.api)} without a token: ${r.why}, and anyone who can reach ` +
+      'a non-loopback API could change listeners and close connections. Set KEYPORT_TOKEN_FILE (or api.tokenFile in the config file), ' +
+      'or bind the API to 127.0.0.1.',
+  );
+}
+
+/** After listen: every address the API is bound to must be loopback when there is no token. */
+export function checkBoundAddresses(s: Settings, bound: string[]): void {
+  if (s.token) return;
+  const off = bound.filter((a) => !isLoopbackIp(a));
+  if (off.length === 0) return;
+  throw new ConfigError(
+    `${s.apiSource}: refusing to serve the API without a token: it is bound to ${off.join(', ')}, which is not loopback. ` +
+      'Set KEYPORT_TOKEN_FILE (or api.tokenFile in the config file), or bind the API to 127.0.0.1.',
+  );
 }

@@ -8,7 +8,13 @@ import { Engine, type LogFn } from '../engine/engine.js';
 import { createMetrics } from '../metrics/keyport.js';
 import { formatAddress } from './address.js';
 import { CliError, parseCli } from './cli.js';
-import { ConfigError, checkApiExposure, loadSettings, type Settings } from './config.js';
+import {
+  ConfigError,
+  checkApiExposure,
+  checkBoundAddresses,
+  loadSettings,
+  type Settings,
+} from './config.js';
 
 /** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
 async function createBackend(choice: string, onError: (err: unknown) => void): Promise<Backend> {
@@ -57,7 +63,7 @@ export async function run(argv: string[]): Promise<void> {
   let settings: Settings;
   try {
     settings = loadSettings(parseCli(argv));
-    checkApiExposure(settings);
+    await checkApiExposure(settings);
   } catch (err) {
     if (err instanceof CliError || err instanceof ConfigError) fail(err.message, 2);
     throw err;
@@ -94,6 +100,12 @@ export async function run(argv: string[]): Promise<void> {
     metrics,
     logger: { level: settings.logLevel, redact: ['req.headers.authorization'] },
     auth: { token: settings.token, protect: settings.protect },
+    safety: {
+      apiHost: settings.api.host,
+      allowedHosts: settings.allowedHosts,
+      allowTargets: settings.allowTargets,
+      maxEventClients: settings.maxEventClients,
+    },
     bodyLimit: settings.bodyLimitBytes,
     requestTimeoutMs: settings.requestTimeoutMs,
   });
@@ -122,6 +134,17 @@ export async function run(argv: string[]): Promise<void> {
         : `cannot serve the API on ${formatAddress(settings.api)}: ${(err as Error).message}`,
       1,
     );
+  }
+  // What the name resolved to when it was bound is what counts (it may differ from the check).
+  try {
+    checkBoundAddresses(
+      settings,
+      api.addresses().flatMap((a) => (typeof a === 'object' ? [a.address] : [])),
+    );
+  } catch (err) {
+    await api.close();
+    await engine.shutdown(0);
+    fail((err as Error).message, 2);
   }
   const bound = api.server.address();
   const apiAddress =

@@ -1,10 +1,23 @@
 // Commands: create and stop listeners, close connections, cancel one in-flight op. Every input
 // is validated by its schema before the engine is touched.
+import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ListenError } from '../../engine/engine.js';
+import type { ListenerConfig } from '../../engine/options.js';
 import { ConfigError, listenerFromInput } from '../../main/config.js';
 import { ListenerInput } from '../../main/config-schema.js';
+import {
+  isLoopbackIp,
+  isWildcardIp,
+  loopbackByAddress,
+  matchTarget,
+  type Resolver,
+  systemResolver,
+  type TargetRule,
+  unmapIp,
+} from '../../main/netrules.js';
 import type { EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
 import { ErrorRef } from '../schemas/error.js';
@@ -37,10 +50,99 @@ const CancelOutcome = Type.Object(
   { $id: 'CancelOutcome' },
 );
 
-export const commandRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLike }> = async (
-  app,
-  { control },
-) => {
+/** Who may create which listeners (docs/security.md). */
+export interface ListenerPolicy {
+  /** Without a token, listeners may only bind loopback addresses. */
+  tokenConfigured: boolean;
+  /** Forward targets allowed; null = anything (but never the API itself). */
+  allowTargets: TargetRule[] | null;
+  resolve?: Resolver;
+}
+
+function formatHostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/** Every address of this machine, for a target that would reach an API bound to 0.0.0.0/::. */
+function localAddresses(): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces()))
+    for (const a of list ?? []) out.add(unmapIp(a.address));
+  return out;
+}
+
+/**
+ * Why this listener may not be created, or null. `api` is where the API itself listens: a
+ * forward to it would serve the API (without its Host checks' protection from the network, on a
+ * data port that may be bound wider) to whoever reaches that listener.
+ */
+async function refusal(
+  config: ListenerConfig,
+  policy: ListenerPolicy,
+  api: { address: string; port: number }[],
+): Promise<string | null> {
+  const resolve = policy.resolve ?? systemResolver;
+  if (!policy.tokenConfigured) {
+    const r = await loopbackByAddress(config.host, resolve);
+    if (!r.ok) {
+      return (
+        `body/address: ${formatHostPort(config.host, config.port)} refused: without an API token, listeners may only bind ` +
+        `loopback addresses (${r.why}), or any local process or web page could open this machine to the network. ` +
+        'To allow other addresses, configure a token (KEYPORT_TOKEN_FILE or api.tokenFile): commands then need it.'
+      );
+    }
+  }
+  if (config.mode !== 'forward' || !config.target) return null;
+  const target = config.target;
+  const shown = formatHostPort(target.host, target.port);
+  let addresses: string[] = [];
+  if (isIP(target.host)) addresses = [target.host];
+  else {
+    try {
+      addresses = await resolve(target.host);
+    } catch {
+      addresses = [];
+    }
+  }
+  const samePort = api.filter((a) => a.port === target.port);
+  if (samePort.length > 0) {
+    const local = samePort.some((a) => isWildcardIp(a.address)) ? localAddresses() : null;
+    for (const t of addresses) {
+      const u = unmapIp(t);
+      if (
+        isLoopbackIp(u) ||
+        isWildcardIp(u) ||
+        samePort.some((a) => unmapIp(a.address) === u) ||
+        local?.has(u)
+      ) {
+        return (
+          `body/target: ${shown} refused: it is keyport's own API address, and a forward to it would expose the API ` +
+          "on a data port (to whoever can reach that listener, bypassing the API's own bind and checks)"
+        );
+      }
+    }
+  }
+  if (policy.allowTargets) {
+    if (!matchTarget(policy.allowTargets, target, addresses)) {
+      return (
+        `body/target: ${shown} refused: it matches no rule of api.allowTargets (${policy.allowTargets.map((r) => r.text).join(', ') || 'empty: no forward target is allowed'})` +
+        (addresses.length > 0 && !isIP(target.host)
+          ? `; it resolves to ${addresses.join(', ')}`
+          : '')
+      );
+    }
+  }
+  return null;
+}
+
+function apiAddresses(app: { addresses(): (string | { address: string; port: number })[] }) {
+  return app.addresses().filter((a) => typeof a === 'object');
+}
+
+export const commandRoutes: FastifyPluginAsyncTypebox<{
+  control: EngineControlLike;
+  policy?: ListenerPolicy;
+}> = async (app, { control, policy }) => {
   app.addSchema(ListenerInput);
   app.addSchema(CancelOutcome);
   const security = [{ bearer: [] }];
@@ -57,6 +159,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLi
           201: Type.Ref('Listener'),
           400: ErrorRef,
           401: ErrorRef,
+          403: ErrorRef,
           409: ErrorRef,
         },
       },
@@ -69,6 +172,12 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLi
         if (err instanceof ConfigError) return reply.code(400).send(errorBody(400, err.message));
         throw err;
       }
+      const why = await refusal(
+        config,
+        policy ?? { tokenConfigured: true, allowTargets: null },
+        apiAddresses(app),
+      );
+      if (why) return reply.code(403).send(errorBody(403, why));
       try {
         const l = await control.createListener(config);
         return reply.code(201).header('location', `/listeners/${l.id}`).send(l);

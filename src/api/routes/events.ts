@@ -14,6 +14,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyBaseLogger } from 'fastify';
 import type { EngineEvent } from '../../engine/events.js';
 import type { EngineControlLike } from '../control.js';
+import { errorBody } from '../errors.js';
 import { ErrorRef } from '../schemas/error.js';
 
 /** Largest backlog Node may hold for one client before that client is dropped. */
@@ -60,7 +61,8 @@ const STREAM_DESCRIPTION = [
   '`key` (with a browser EventSource, note that its own connection errors are `error` events',
   'too, without data). A comment line (`: heartbeat`) comes every 15 s. Past events are not replayed.',
   `Bounded per client: one that does not read and lets ${EVENTS_CLIENT_BUFFER_BYTES / 1024} KiB`,
-  'pile up is dropped (the stream ends); reconnect and read faster.',
+  'pile up is dropped (the stream ends); reconnect and read faster. At most `api.maxEventClients`',
+  '(default 32) streams are open at once; one more is answered 503 with Retry-After.',
 ].join(' ');
 
 interface Client {
@@ -78,6 +80,10 @@ class EventHub {
     private readonly control: EngineControlLike,
     private readonly log: FastifyBaseLogger,
   ) {}
+
+  get size(): number {
+    return this.clients.size;
+  }
 
   add(c: Client): void {
     this.clients.add(c);
@@ -140,10 +146,14 @@ class EventHub {
   }
 }
 
-export const eventRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLike }> = async (
-  app,
-  { control },
-) => {
+/** Seconds a client refused at the cap is told to wait (Retry-After). */
+export const EVENTS_RETRY_AFTER_S = 5;
+
+export const eventRoutes: FastifyPluginAsyncTypebox<{
+  control: EngineControlLike;
+  /** Concurrent streams; one more is answered 503 (each may hold up to 256 KiB). */
+  maxClients?: number;
+}> = async (app, { control, maxClients = 32 }) => {
   const hub = new EventHub(control, app.log);
   // Before the server stops accepting: open streams would otherwise keep close() waiting.
   app.addHook('preClose', async () => hub.closeAll());
@@ -172,10 +182,22 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLike
           },
           400: ErrorRef,
           401: ErrorRef,
+          503: ErrorRef,
         },
       },
     },
     async (req, reply) => {
+      if (hub.size >= maxClients) {
+        return reply
+          .code(503)
+          .header('retry-after', String(EVENTS_RETRY_AFTER_S))
+          .send(
+            errorBody(
+              503,
+              `too many event streams: ${hub.size} of ${maxClients} (api.maxEventClients) are open; retry later`,
+            ),
+          );
+      }
       reply.hijack();
       const res = reply.raw;
       res.writeHead(200, {
