@@ -140,6 +140,27 @@ class Harness implements CompletionSink {
     return { sock, port: bound.port };
   }
 
+  /**
+   * A listener under `lk`, one client accepted (the accept on the listener key), its socket
+   * associated under `ck`, and a recv of up to 1 KiB left pending on it.
+   */
+  async acceptedWithRecv(t: Test, lk: KeyEntry, ck: KeyEntry) {
+    const b = this.backend;
+    const { sock: ls, port } = this.listen('127.0.0.1', 4, lk);
+    const accepted = this.op('accept', lk, (rec) => io(b, rec, ls));
+    const client = await connectClient(port, '127.0.0.1');
+    t.teardown(() => client.destroy());
+    const fd = (await accepted).accepted;
+    b.associate(fd, ck.key);
+    const buf = this.pinned(1024);
+    let recRef = null as unknown as OpRecord;
+    const recv = this.op('recv', ck, (rec) => {
+      recRef = rec;
+      return io(b, rec, fd, buf, 0, 1024);
+    });
+    return { ls, fd, client, recv, recRef: () => recRef };
+  }
+
   async close(): Promise<void> {
     await this.backend.stop();
     for (const b of this.blocks) this.backend.freePinned(b);
@@ -375,23 +396,11 @@ t.test('cancel: a pending recv and a pending accept end with ECANCELED', { skip 
   t.teardown(() => h.close());
   const b = h.backend;
   const lk = keyEntry(0x5_0000_000bn);
-  const { sock: ls, port } = h.listen('127.0.0.1', 4, lk);
-  const accepted = h.op('accept', lk, (rec) => io(b, rec, ls));
-  const client = await connectClient(port, '127.0.0.1');
-  t.teardown(() => client.destroy());
-  const fd = (await accepted).accepted;
   const ck = keyEntry(0x6_0000_000cn);
-  b.associate(fd, ck.key);
-
-  const buf = h.pinned(1024);
-  let recRef: OpRecord | null = null;
-  const recv = h.op('recv', ck, (rec) => {
-    recRef = rec;
-    return io(b, rec, fd, buf, 0, 1024);
-  });
+  const { ls, fd, recv, recRef } = await h.acceptedWithRecv(t, lk, ck);
   await new Promise((resolve) => setTimeout(resolve, 20)); // let it park in the kernel
   t.equal(b.opsInFlight, 1);
-  t.equal(b.cancel(fd, recRef), 0, 'cancel by record (user_data)');
+  t.equal(b.cancel(fd, recRef()), 0, 'cancel by record (user_data)');
   const r = await recv;
   t.equal(r.code, b.codes.operationAborted, 'codes.operationAborted');
   t.equal(r.name, 'ECANCELED');
@@ -497,22 +506,11 @@ for (const compat of [false, true]) {
       t.teardown(() => h.close());
       const b = h.backend;
       const lk = keyEntry(0x9_0000_000fn);
-      const { sock: ls, port } = h.listen('127.0.0.1', 4, lk);
-      const accepted = h.op('accept', lk, (rec) => io(b, rec, ls));
-      const client = await connectClient(port, '127.0.0.1');
-      t.teardown(() => client.destroy());
-      const fd = (await accepted).accepted;
       const ck = keyEntry(0xa_0000_0010n);
-      b.associate(fd, ck.key);
-      const buf = h.pinned(1024);
-      let recRef: OpRecord | null = null;
-      const recv = h.op('recv', ck, (rec) => {
-        recRef = rec;
-        return io(b, rec, fd, buf, 0, 1024);
-      });
+      const { ls, fd, client, recv, recRef } = await h.acceptedWithRecv(t, lk, ck);
       await new Promise((resolve) => setTimeout(resolve, 20));
       const fin = new Promise<void>((resolve) => client.once('end', resolve));
-      t.equal(b.cancel(fd, recRef as unknown as OpRecord), 0);
+      t.equal(b.cancel(fd, recRef()), 0);
       const r = await recv;
       t.equal(r.name, 'ECANCELED', 'the pending recv came back cancelled');
       t.equal(r.key, ck.key);
