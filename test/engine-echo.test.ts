@@ -229,10 +229,13 @@ t.test('a client gone before its accept is handled does not break the accept cha
     const s = await connect(port);
     s.resetAndDestroy();
   }
-  await until(
+  // An accept that fails for a client already gone is re-posted after a short backoff (10 ms
+  // and up while failures continue): the depth comes back, it does not stay short.
+  await new Promise((r) => setTimeout(r, 300));
+  const settled = await until(
     ops,
     (o) => o.filter((x) => x.op === 'accept').length === 32 && !o.some((x) => x.connection),
   );
-  t.equal((await ops('?kind=accept')).length, 32, 'accept depth intact');
+  t.equal(settled.filter((x) => x.op === 'accept').length, 32, 'accept depth intact');
   t.equal((await sendAndCollect(port, Buffer.from('ok'))).toString(), 'ok');
 });
