@@ -4,7 +4,7 @@
 import { type Connection, formatSocketAddress } from './connection.js';
 import type { CancelOutcome, Engine } from './engine.js';
 import type { EventListener } from './events.js';
-import type { KeyOwner } from './keys.js';
+import { hex64, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
 import type { TraceEntry } from './trace.js';
@@ -223,7 +223,7 @@ export class EngineControl {
       out.push({
         record: rec.addressHex,
         op: rec.kind,
-        key: rec.keyEntry?.keyHex ?? `0x${rec.key.toString(16).padStart(16, '0')}`,
+        key: rec.keyEntry?.keyHex ?? hex64(rec.key),
         owner: owner ? { ...owner } : null,
         connection,
         listener,

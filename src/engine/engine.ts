@@ -22,7 +22,7 @@ import {
 } from './core.js';
 import { EventBus } from './events.js';
 import { FAULTS } from './faults.js';
-import { type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
+import { hex64, type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
 import { Listener } from './listener.js';
 import {
   ENGINE_DEFAULTS,
@@ -31,7 +31,7 @@ import {
   type ListenerConfig,
 } from './options.js';
 import { OpPool, type OpRecord } from './records.js';
-import { hex64 } from './trace.js';
+import { keyAsDequeued } from './trace.js';
 
 /** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
 export interface EngineObserver {
@@ -319,7 +319,7 @@ export class Engine implements EngineCore, CompletionSink {
       const conn = this.connections.get(ko.id);
       conn?.trace.record(
         rec.issuedAtWall + latency * 1000, // completion time, without another clock read
-        inline ? null : dequeuedKey === key.key ? key.keyHex : hex64(dequeuedKey),
+        keyAsDequeued(inline ? null : dequeuedKey, key),
         key.keyHex,
         rec.addressHex,
         rec.kind,

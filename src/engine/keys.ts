@@ -3,6 +3,11 @@
 // keys are (generation << 32 | index), never JS object addresses; a slot is reused only after
 // its socket is closed and nothing that could complete with its key is still in flight.
 
+/** A 64-bit value as a hex ULONG_PTR, the way keys and record addresses are shown. */
+export function hex64(v: bigint): string {
+  return `0x${v.toString(16).padStart(16, '0')}`;
+}
+
 export type KeyOwner =
   | { kind: 'listener'; id: string }
   | { kind: 'connection'; id: string; side: 'client' | 'upstream' }
@@ -49,7 +54,7 @@ export class KeyTable {
     }
     entry.generation = (entry.generation + 1) >>> 0;
     entry.key = (BigInt(entry.generation) << 32n) | BigInt(entry.index);
-    entry.keyHex = `0x${entry.key.toString(16).padStart(16, '0')}`;
+    entry.keyHex = hex64(entry.key);
     entry.sock = sock;
     entry.owner = owner;
     entry.associatedAt = Date.now();

@@ -10,7 +10,7 @@ import type { EngineCore, OpOwner } from './core.js';
 import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';
-import { hex64 } from './trace.js';
+import { keyAsDequeued } from './trace.js';
 
 const ACCEPT_RETRY_MIN_MS = 10;
 const ACCEPT_RETRY_MAX_MS = 1000;
@@ -185,11 +185,7 @@ export class Listener implements OpOwner {
     const lk = this.key as KeyEntry;
     conn.trace.record(
       Date.now(),
-      rec.dequeuedKey === null
-        ? null
-        : rec.dequeuedKey === lk.key
-          ? lk.keyHex
-          : hex64(rec.dequeuedKey),
+      keyAsDequeued(rec.dequeuedKey, lk),
       lk.keyHex,
       rec.addressHex,
       'accept',

@@ -10,7 +10,7 @@ import {
   type SocketAddress,
 } from './backend.js';
 import type { BufferPool } from './buffers.js';
-import type { KeyEntry } from './keys.js';
+import { hex64, type KeyEntry } from './keys.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** keyport's fields, right after the backend header. */
@@ -70,7 +70,7 @@ export class OpRecord implements OpData {
     private readonly fieldsAt: number,
   ) {
     this.addrNum = Number(addr);
-    this.addressHex = `0x${addr.toString(16).padStart(16, '0')}`;
+    this.addressHex = hex64(addr);
   }
 
   get bufAddr(): bigint {

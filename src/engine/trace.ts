@@ -1,6 +1,7 @@
 // A connection's recent completions (key as dequeued, record, op, bytes, named status, latency),
 // kept in a small ring of reused objects so recording one allocates nothing.
 import type { OpKind } from './backend.js';
+import { hex64, type KeyEntry } from './keys.js';
 
 export interface TraceEntry {
   at: number;
@@ -81,7 +82,11 @@ export class CompletionTrace {
   }
 }
 
-/** A 64-bit value as a hex ULONG_PTR, the way keys and record addresses are shown. */
-export function hex64(v: bigint): string {
-  return `0x${v.toString(16).padStart(16, '0')}`;
+/**
+ * The key a packet carried, for a trace or an event: the entry's own string when it is the
+ * expected key (no allocation on the completion path), null when no packet carried one.
+ */
+export function keyAsDequeued(dequeued: bigint | null, entry: KeyEntry): string | null {
+  if (dequeued === null) return null;
+  return dequeued === entry.key ? entry.keyHex : hex64(dequeued);
 }

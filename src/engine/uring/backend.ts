@@ -615,7 +615,8 @@ export class UringBackend implements Backend {
       sys.setsockopt(sock, sys.SOL_SOCKET, sys.SO_LINGER, this.scratch, 8);
     }
     sys.close(sock);
-    if (this.keys.delete(sock) || this.liveSockets > 0) this.liveSockets--;
+    this.keys.delete(sock);
+    if (this.liveSockets > 0) this.liveSockets--;
   }
 
   private sockaddrOf(fn: typeof sys.getsockname, sock: Sock): SocketAddress | null {
