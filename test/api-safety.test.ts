@@ -84,6 +84,16 @@ const listenersOf = async (api: string, headers: Record<string, string> = {}) =>
     ),
   );
 
+/** Waits until a deleted listener has left GET /listeners (30 s at most). */
+async function gone(api: string, id: string): Promise<void> {
+  for (const end = Date.now() + 30_000; Date.now() < end; ) {
+    const items: { id: string }[] = (await request(api, 'GET', '/listeners')).body.items;
+    if (!items.some((l) => l.id === id)) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`listener ${id} still listed 30 s after DELETE`);
+}
+
 t.test('without a token: Host allowlist, cross-origin refusal, listener policy', async (t) => {
   const cfg = file('no-token.json', {
     api: { allowTargets: ['127.0.0.0/8', 'upstream.example:5432'] },
@@ -187,6 +197,9 @@ t.test('without a token: Host allowlist, cross-origin refusal, listener policy',
       202,
       'a client with no Origin (curl) may command',
     );
+    // DELETE answers 202 before the listener is gone (its accepts are cancelled first): wait, so
+    // the next subtests' "the engine did not change" compares a settled list.
+    await gone(k.api, same.body.id);
   });
 
   t.test('without a token, listeners bind loopback only', async (t) => {
