@@ -11,15 +11,19 @@
  *           verify the bytes, send the next). Reports round trips per second and the latency
  *           of each round trip (send of the first byte to receipt of the last) in microseconds.
  * connrate: keeps K connection attempts in flight; each one connects, sends B bytes, waits for
- *           them to come back, closes. Reports completed cycles per second.
+ *           them to come back, closes. Reports completed cycles per second, the latency of a
+ *           cycle (connect start to the last byte of the echo), the cycles and the errors of
+ *           every measured second, and every failure by kind. A cycle that does not finish in
+ *           --stall seconds is a timeout (counted); a stall does not end this mode.
  * idle:     opens N connections (K connects in flight), echoes B bytes on each (so the server
  *           has really accepted it), prints {"event":"ready",...} and holds them until stdin is
  *           closed or a line arrives on it, or --hold seconds pass; then closes them all.
  *
  * Every mode reports its own CPU time (getrusage) over the measured window, so a reader can see
- * that the load generator was not the bottleneck. Any failure to make progress (no connection,
- * no echo) within --stall seconds ends the run with {"error": "..."} and exit code 1: the
- * harness must never hang on a server that accepts but does not answer.
+ * that the load generator was not the bottleneck. In echo and idle, any failure to make
+ * progress (no connection, no echo) within --stall seconds ends the run with {"error": "..."}
+ * and exit code 1: the harness must never hang on a server that accepts but does not answer.
+ * connrate ends at its time whatever happens and counts what failed.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -41,7 +45,8 @@
 #include <unistd.h>
 
 #define MAX_SIZE 65536
-#define HIST_US 200000 /* 1 us buckets up to 200 ms; beyond goes to the overflow count */
+#define HIST_US 200000 /* 1 us buckets up to 200 ms */
+#define HIST_MS 60000  /* then 1 ms buckets up to 60 s (a SYN retransmitted after 1 s, 3 s…) */
 
 static const char *g_mode;
 static const char *g_host = "127.0.0.1";
@@ -57,13 +62,17 @@ static double g_connect_timeout = 10.0;
 static struct sockaddr_in g_addr;
 
 static uint64_t *g_hist;
+static uint64_t *g_hist_ms;
 static uint64_t g_hist_over;
 static uint64_t g_hist_n;
 static double g_lat_sum_us;
 static double g_lat_max_us;
 
-/* error counters */
-static uint64_t e_connect, e_reset, e_eof, e_corrupt, e_addrnotavail, e_timeout;
+/* error counters: refused (ECONNREFUSED), connect (any other connect failure), addrnotavail
+ * (no local port left), reset (ECONNRESET / EPIPE on send or receive), eof (closed before the
+ * whole echo came back: a short echo), corrupt (bytes differ), timeout (connrate: a cycle that
+ * did not finish within --stall seconds) */
+static uint64_t e_refused, e_connect, e_reset, e_eof, e_corrupt, e_addrnotavail, e_timeout;
 
 static double now_s(void) {
   struct timespec ts;
@@ -104,6 +113,8 @@ static void hist_add(uint64_t ns) {
   uint64_t b = ns / 1000;
   if (b < HIST_US)
     g_hist[b]++;
+  else if (ns / 1000000 < HIST_MS)
+    g_hist_ms[ns / 1000000]++;
   else
     g_hist_over++;
   g_hist_n++;
@@ -120,6 +131,10 @@ static double hist_pct(double q) {
     seen += g_hist[b];
     if (seen > want) return (double)b + 0.5;
   }
+  for (uint64_t m = 0; m < HIST_MS; m++) {
+    seen += g_hist_ms[m];
+    if (seen > want) return (double)m * 1000.0 + 500.0;
+  }
   return g_lat_max_us;
 }
 
@@ -131,9 +146,10 @@ static void print_lat(void) {
 }
 
 static void print_errors(void) {
-  printf(",\"errors\":{\"connect\":%llu,\"reset\":%llu,\"eof\":%llu,\"corrupt\":%llu,"
-         "\"addrnotavail\":%llu,\"timeout\":%llu}",
-         (unsigned long long)e_connect, (unsigned long long)e_reset, (unsigned long long)e_eof,
+  printf(",\"errors\":{\"refused\":%llu,\"connect\":%llu,\"reset\":%llu,\"eof\":%llu,"
+         "\"corrupt\":%llu,\"addrnotavail\":%llu,\"timeout\":%llu}",
+         (unsigned long long)e_refused, (unsigned long long)e_connect,
+         (unsigned long long)e_reset, (unsigned long long)e_eof,
          (unsigned long long)e_corrupt, (unsigned long long)e_addrnotavail,
          (unsigned long long)e_timeout);
 }
@@ -215,6 +231,8 @@ static int start_connect(struct conn *c) {
   if (r != 0 && errno != EINPROGRESS) {
     if (errno == EADDRNOTAVAIL)
       e_addrnotavail++;
+    else if (errno == ECONNREFUSED)
+      e_refused++;
     else
       e_connect++;
     close(c->fd);
@@ -300,6 +318,10 @@ static int finish_connect(struct conn *c) {
   if (err != 0) {
     if (err == EADDRNOTAVAIL)
       e_addrnotavail++;
+    else if (err == ECONNREFUSED)
+      e_refused++;
+    else if (err == ECONNRESET)
+      e_reset++;
     else
       e_connect++;
     drop(c);
@@ -477,6 +499,13 @@ static void mode_echo(void) {
   }
 }
 
+static uint64_t errors_total(void) {
+  return e_refused + e_connect + e_reset + e_eof + e_corrupt + e_addrnotavail + e_timeout;
+}
+
+/* Sustained connection cycles. Unlike the other modes a stall does not end the run: the run
+ * ends at its time anyway, and a relay that stops answering shows as a rate that falls to 0
+ * and as counted errors (timeouts, refused, resets…), second by second in "per_s" / "err_per_s". */
 static void mode_connrate(void) {
   raise_nofile(g_inflight + 64);
   g_c = alloc_conns(g_inflight);
@@ -484,10 +513,17 @@ static void mode_connrate(void) {
   double t_measure = t0 + g_warmup, t_end = t_measure + g_duration;
   int measuring = 0;
   uint64_t done = 0, done_warm = 0, attempts = 0;
-  double u0 = 0, s0 = 0, last_progress = t0;
+  double u0 = 0, s0 = 0, last_progress = t0, max_gap = 0;
   uint64_t attempt_timeout_ns = (uint64_t)(g_stall * 1e9);
   struct epoll_event evs[512];
   double last_sweep = t0;
+  /* per measured second: cycles completed and errors counted */
+  int secs = (int)g_duration + 2;
+  uint64_t *per_s = calloc((size_t)secs, sizeof *per_s);
+  uint64_t *err_s = calloc((size_t)secs, sizeof *err_s);
+  if (!per_s || !err_s) fail("out of memory");
+  uint64_t err_mark = 0, err_at_measure = 0;
+  int cur_sec = 0;
   for (;;) {
     for (int i = 0; i < g_inflight; i++) {
       struct conn *c = &g_c[i];
@@ -518,18 +554,22 @@ static void mode_connrate(void) {
         int r = recv_msg(c);
         if (r <= 0) continue;
         uint64_t tn = now_ns();
+        double t = (double)tn / 1e9;
         if (measuring) {
           done++;
           hist_add(tn - c->t_connect);
+          int sec = (int)(t - t_measure);
+          if (sec >= 0 && sec < secs) per_s[sec]++;
         } else {
           done_warm++;
         }
-        last_progress = now_s();
+        if (t - last_progress > max_gap) max_gap = t - last_progress;
+        last_progress = t;
         drop(c);
       }
     }
     double t = now_s();
-    if (t - last_sweep > 0.5) { /* time out attempts that hang (e.g. accepted, never echoed) */
+    if (t - last_sweep > 0.25) { /* time out attempts that hang (e.g. accepted, never echoed) */
       uint64_t tn = now_ns();
       for (int i = 0; i < g_inflight; i++) {
         struct conn *c = &g_c[i];
@@ -540,26 +580,43 @@ static void mode_connrate(void) {
       }
       last_sweep = t;
     }
-    if (t - last_progress > g_stall)
-      fail("no connect-echo-close cycle completed for %.0f s (%llu done; errors: connect %llu, "
-           "reset %llu, eof %llu, timeout %llu, addrnotavail %llu)",
-           g_stall, (unsigned long long)(done + done_warm), (unsigned long long)e_connect,
-           (unsigned long long)e_reset, (unsigned long long)e_eof, (unsigned long long)e_timeout,
-           (unsigned long long)e_addrnotavail);
+    if (measuring) {
+      int sec = (int)(t - t_measure);
+      while (cur_sec < sec && cur_sec < secs) { /* a second ended: its errors */
+        uint64_t e = errors_total();
+        err_s[cur_sec++] = e - err_mark;
+        err_mark = e;
+      }
+    }
     if (!measuring && t >= t_measure) {
       measuring = 1;
       t_measure = t;
       t_end = t + g_duration;
+      err_mark = err_at_measure = errors_total();
       cpu_split(&u0, &s0);
       printf("{\"event\":\"measure\"}\n"); /* the harness samples server CPU from here */
       fflush(stdout);
     }
     if (measuring && t >= t_end) {
       double wall = t - t_measure;
+      if (t - last_progress > max_gap) max_gap = t - last_progress;
+      int inflight_end = 0;
+      for (int i = 0; i < g_inflight; i++)
+        if (g_c[i].state != S_FREE) inflight_end++;
+      if (cur_sec < secs) err_s[cur_sec] = errors_total() - err_mark;
+      int nsec = (int)wall; /* whole seconds only; the partial last one is left out */
+      if (nsec > secs) nsec = secs;
       printf("{\"mode\":\"connrate\",\"inflight\":%d,\"size\":%d,\"duration_s\":%.3f,"
-             "\"cycles\":%llu,\"conn_per_s\":%.1f,\"attempts\":%llu",
-             g_inflight, g_size, wall, (unsigned long long)done, (double)done / wall,
-             (unsigned long long)attempts);
+             "\"cycles\":%llu,\"warmup_cycles\":%llu,\"conn_per_s\":%.1f,\"attempts\":%llu,"
+             "\"inflight_at_end\":%d,\"max_gap_s\":%.3f,\"errors_in_window\":%llu",
+             g_inflight, g_size, wall, (unsigned long long)done, (unsigned long long)done_warm,
+             (double)done / wall, (unsigned long long)attempts, inflight_end, max_gap,
+             (unsigned long long)(errors_total() - err_at_measure));
+      printf(",\"per_s\":[");
+      for (int i = 0; i < nsec; i++) printf("%s%llu", i ? "," : "", (unsigned long long)per_s[i]);
+      printf("],\"err_per_s\":[");
+      for (int i = 0; i < nsec; i++) printf("%s%llu", i ? "," : "", (unsigned long long)err_s[i]);
+      printf("]");
       print_lat();
       print_errors();
       print_cpu(u0, s0, wall);
@@ -658,8 +715,9 @@ int main(int argc, char **argv) {
   g_addr.sin_port = htons((uint16_t)g_port);
   if (inet_pton(AF_INET, g_host, &g_addr.sin_addr) != 1) fail("bad --host %s (IPv4 only)", g_host);
   g_hist = calloc(HIST_US, sizeof *g_hist);
+  g_hist_ms = calloc(HIST_MS, sizeof *g_hist_ms);
   g_ep = epoll_create1(EPOLL_CLOEXEC);
-  if (!g_hist || g_ep < 0) fail("setup failed");
+  if (!g_hist || !g_hist_ms || g_ep < 0) fail("setup failed");
   if (!strcmp(g_mode, "echo")) mode_echo();
   else if (!strcmp(g_mode, "connrate")) mode_connrate();
   else if (!strcmp(g_mode, "idle")) mode_idle();
