@@ -222,6 +222,16 @@ export function machineBusySeconds() {
   return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / clkTck;
 }
 
+/** TCP sockets in TIME_WAIT in this network namespace (/proc/net/sockstat), or null. */
+export function timeWaitCount() {
+  try {
+    const m = readFileSync('/proc/net/sockstat', 'utf8').match(/^TCP:.*\btw (\d+)/m);
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** VmRSS in KiB, or null. */
 export function rssKiB(pid) {
   const s = readProc(pid, 'status');
@@ -273,15 +283,79 @@ export function withAffinity(cpu, fn) {
   }
 }
 
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/** Local ports of every TCP socket of this network namespace, in any state (TIME_WAIT too). */
+function portsInUse() {
+  const used = new Set();
+  for (const f of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text = '';
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const local = line.trim().split(/\s+/)[1];
+      if (local) used.add(Number.parseInt(local.slice(local.lastIndexOf(':') + 1), 16));
+    }
+  }
+  return used;
+}
+
+function ephemeralRange() {
+  try {
+    const [lo, hi] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return [lo, hi];
+  } catch {
+    return [32768, 60999];
+  }
+}
+
+const handedOut = new Set();
+
+/** Binds 127.0.0.1:port (Node sets SO_REUSEADDR) and closes it: resolves the port, or null. */
+function tryBind(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
-    s.on('error', reject);
-    s.listen({ host: '127.0.0.1', port: 0 }, () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(null));
+    s.listen({ host: '127.0.0.1', port }, () => {
+      const got = s.address().port;
+      s.close(() => resolve(got));
     });
   });
+}
+
+/**
+ * A port for a listener: one no socket of this namespace uses in any state and that this run
+ * has not handed out before, taken below the ephemeral range (10 000 up to it). A port from
+ * the ephemeral range could be taken meanwhile by any outgoing connection — the sustained
+ * connection rate leaves tens of thousands of them in TIME_WAIT there — and a listener that
+ * binds without SO_REUSEADDR (keyport under Wine: Windows semantics) fails on a port that a
+ * TIME_WAIT socket still holds. Falls back to a port the kernel picks.
+ */
+export async function freePort() {
+  const [lo] = ephemeralRange();
+  const first = 10000;
+  if (lo - first >= 1000) {
+    const used = portsInUse();
+    for (let i = 0; i < 200; i++) {
+      const port = first + Math.floor(Math.random() * (lo - first));
+      if (used.has(port) || handedOut.has(port)) continue;
+      if ((await tryBind(port)) === port) {
+        handedOut.add(port);
+        return port;
+      }
+    }
+  }
+  for (;;) {
+    const port = await tryBind(0);
+    if (port && !handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 /** Resolves true once a TCP connect to host:port succeeds, false after timeoutMs or if gone() says so. */
