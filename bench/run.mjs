@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// keyport's benchmark: keyport against Node's net, socat and HAProxy (and iperf3 direct), side by
-// side, on this machine. `npm run bench` (or `node bench/run.mjs --help`). Method: bench/README.md.
+// keyport's benchmark: keyport's forward listener against HAProxy, socat and Node's net as relays
+// in front of a C echo upstream / iperf3 -s (and iperf3 direct), side by side, on this machine;
+// and, secondary, keyport's echo listener against Node's net and socat. `npm run bench` (or
+// `node bench/run.mjs --help`). Method: bench/README.md.
 import { execFileSync, spawnSync } from 'node:child_process';
 import {
   copyFileSync,
@@ -18,20 +20,31 @@ import { parseArgs } from 'node:util';
 import { alive, freePort, have, probeEcho, tempEchoServer } from './lib/proc.mjs';
 import { describeMachine, fmt, markdown, ratios, summarize, targets } from './lib/report.mjs';
 import { makeSystems, StartError } from './lib/systems.mjs';
-import { WORKLOADS } from './lib/workloads.mjs';
+import { CONNRATE_INFLIGHT, RELAY_WORKLOADS, startUpstream, WORKLOADS } from './lib/workloads.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
 
 const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [options])
 
-  --quick              smoke run: 1 run, short durations, 2 000 idle connections
+  --quick              smoke run: 1 run, short durations, relay-connrate sustained 10 s,
+                       2 000 idle connections
   --runs N             runs per system and workload (default 3; --quick: 1)
-  --only W,...         workloads: ${WORKLOADS.map((w) => w.name).join(', ')}
+  --only W,...         workloads (default: the relay workloads ${RELAY_WORKLOADS.map((w) => w.name).join(', ')});
+                       any of: ${WORKLOADS.map((w) => w.name).join(', ')}
+  --all                the relay workloads and the echo listener's (${WORKLOADS.filter(
+    (w) => !RELAY_WORKLOADS.includes(w),
+  )
+    .map((w) => w.name)
+    .join(', ')})
   --systems S,...      systems: keyport-iocp, node-net-wine, keyport-uring, node-net, socat,
                        haproxy, direct (default: all that can run here)
-  --idle-conns N       connections for the idle-memory workload (default 10000)
-  --duration S         seconds measured per echo / connrate / bulk / control run
+  --idle-conns N       connections for relay-idle and idle (default 10000; --quick: 2000);
+                       shrunk to what the descriptor limit allows
+  --duration S         seconds measured per relay-rtt / echo / connrate / bulk / control run
+                       (default 3, bulk 4; --quick: 1.5, bulk 2)
+  --sustain S          seconds measured per relay-connrate run (default 60; --quick: 10)
+  --warmup S           seconds of warm-up before each echo / connrate window (default 1)
   --server-cpu N       core for the servers (default 0)
   --load-cpu N         core for the load generators (default 1)
   --nice N             nice value for everything the benchmark runs (default -10 as root, so
@@ -57,6 +70,9 @@ const { values: opt } = parseArgs({
     quick: { type: 'boolean', default: false },
     runs: { type: 'string' },
     only: { type: 'string' },
+    all: { type: 'boolean', default: false },
+    sustain: { type: 'string' },
+    warmup: { type: 'string' },
     systems: { type: 'string' },
     'idle-conns': { type: 'string' },
     duration: { type: 'string' },
@@ -113,12 +129,25 @@ const warnings = [];
 // ---- configuration -------------------------------------------------------------------------
 
 const durations = opt.quick
-  ? { echo: 1.5, connrate: 1.5, bulk: 2, control: 1.5, warmup: 0.5, omit: 1 }
-  : { echo: 3, connrate: 3, bulk: 4, control: 3, warmup: 1, omit: 1 };
+  ? { echo: 1.5, connrate: 1.5, bulk: 2, control: 1.5, sustain: 10, warmup: 0.5, omit: 1 }
+  : { echo: 3, connrate: 3, bulk: 4, control: 3, sustain: 60, warmup: 1, omit: 1 };
+const positive = (name, v) => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) {
+    say(`bench: --${name} ${v}: expected a positive number`);
+    process.exit(2);
+  }
+  return n;
+};
 if (opt.duration)
-  for (const k of ['echo', 'connrate', 'bulk', 'control']) durations[k] = Number(opt.duration);
-const runs = Number(opt.runs ?? (opt.quick ? 1 : 3));
-let idleConns = Number(opt['idle-conns'] ?? (opt.quick ? 2000 : 10000));
+  for (const k of ['echo', 'connrate', 'bulk', 'control'])
+    durations[k] = positive('duration', opt.duration);
+if (opt.sustain) durations.sustain = positive('sustain', opt.sustain);
+if (opt.warmup) durations.warmup = positive('warmup', opt.warmup);
+const runs = Math.round(positive('runs', opt.runs ?? (opt.quick ? 1 : 3)));
+let idleConns = Math.round(positive('idle-conns', opt['idle-conns'] ?? (opt.quick ? 2000 : 10000)));
+// a relayed idle connection costs the relay 2 descriptors (client and upstream side)
+let relayIdleConns = idleConns;
 const cores = os.cpus().length;
 let serverCpu = Number(opt['server-cpu']);
 let loadCpu = Number(opt['load-cpu']);
@@ -131,15 +160,19 @@ if (cores < 2) {
 }
 
 const workloads = opt.only
-  ? opt.only.split(',').map((n) => {
-      const w = WORKLOADS.find((x) => x.name === n.trim());
-      if (!w) {
-        say(`bench: unknown workload ${n} (have: ${WORKLOADS.map((x) => x.name).join(', ')})`);
-        process.exit(2);
-      }
-      return w;
+  ? WORKLOADS.filter((w) => {
+      // in the canonical order (relay first), whatever the order given
+      const names = opt.only.split(',').map((n) => n.trim());
+      for (const n of names)
+        if (!WORKLOADS.some((x) => x.name === n)) {
+          say(`bench: unknown workload ${n} (have: ${WORKLOADS.map((x) => x.name).join(', ')})`);
+          process.exit(2);
+        }
+      return names.includes(w.name);
     })
-  : WORKLOADS;
+  : opt.all
+    ? WORKLOADS
+    : RELAY_WORKLOADS;
 
 const outDir = join(benchDir, 'out');
 const stamp = startedAt.toISOString().replace(/[:.]/g, '-').slice(0, 19);
@@ -158,7 +191,9 @@ const ctx = {
   durations,
   quick: opt.quick,
   idleConns,
+  relayIdleConns,
   loadgen: join(outDir, 'loadgen'),
+  upstream: join(outDir, 'upstream'),
   logPath: (name) => join(logDir, `${String(++seq).padStart(4, '0')}-${name}.log`),
   track: (c) => tracked.add(c),
   untrack: (c) => tracked.delete(c),
@@ -196,13 +231,24 @@ function raiseOwnNofile(want) {
   const soft = Number(cur);
   ctx.nofile = soft;
   if (r.status !== 0 || soft < want) {
+    // the server holds one descriptor per idle connection (a relay two), the load generator
+    // and the upstream one each: every process has the same limit
     const room = Math.max(100, soft - 2000);
-    if (room < idleConns) {
+    const relayRoom = Math.max(50, Math.floor((soft - 2000) / 2));
+    const uses = (w) => workloads.some((x) => x.name === w);
+    if (room < idleConns && uses('idle')) {
       warnings.push(
-        `descriptor limit ${soft} (not root, cannot raise it): idle workload uses ${room} connections instead of ${idleConns}`,
+        `descriptor limit ${soft} (cannot raise it): idle uses ${room} connections instead of ${idleConns}`,
       );
       idleConns = room;
       ctx.idleConns = room;
+    }
+    if (relayRoom < relayIdleConns && uses('relay-idle')) {
+      warnings.push(
+        `descriptor limit ${soft} (cannot raise it; a relayed connection costs the relay 2): relay-idle uses ${relayRoom} connections instead of ${relayIdleConns}`,
+      );
+      relayIdleConns = relayRoom;
+      ctx.relayIdleConns = relayRoom;
     }
   }
 }
@@ -242,15 +288,21 @@ function newest(dir) {
   return t;
 }
 
+/** The load generator and the C echo upstream, each built from its one .c file with gcc -O2. */
 function buildLoadgen() {
-  const src = join(benchDir, 'loadgen.c');
-  if (existsSync(ctx.loadgen) && statSync(ctx.loadgen).mtimeMs >= statSync(src).mtimeMs) return;
-  if (!have('gcc')) {
-    say('bench: gcc is needed to build the load generator (apt-get install gcc)');
-    process.exit(1);
+  for (const [name, out, what] of [
+    ['loadgen.c', ctx.loadgen, 'the load generator'],
+    ['upstream.c', ctx.upstream, 'the C echo upstream'],
+  ]) {
+    const src = join(benchDir, name);
+    if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) continue;
+    if (!have('gcc')) {
+      say(`bench: gcc is needed to build ${what} (apt-get install gcc)`);
+      process.exit(1);
+    }
+    say(`bench: building ${what} (gcc -O2 bench/${name})…`);
+    execFileSync('gcc', ['-O2', '-Wall', '-o', out, src], { stdio: 'inherit' });
   }
-  say('bench: building the load generator (gcc -O2 bench/loadgen.c)…');
-  execFileSync('gcc', ['-O2', '-Wall', '-o', ctx.loadgen, src], { stdio: 'inherit' });
 }
 
 function buildKeyport(dir = ctx.keyportRoot) {
@@ -347,10 +399,12 @@ function keyportCommit() {
 // ---- the run -------------------------------------------------------------------------------
 
 let current = null;
+let currentUpstream = null;
 let aborting = false;
 async function cleanup() {
   for (const c of tracked) c.kill('SIGKILL');
   if (current) await current.stop().catch(() => {});
+  if (currentUpstream) await currentUpstream.stop().catch(() => {});
   await wineserverWait();
 }
 for (const sig of ['SIGINT', 'SIGTERM']) {
@@ -364,6 +418,7 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 }
 
 raiseOwnNofile(262144);
+mkdirSync(outDir, { recursive: true });
 // Everything we spawn inherits our nice value (the main thread's, which spawns them).
 ctx.nice = Number(opt.nice ?? (isRoot ? -10 : 0));
 if (ctx.nice) {
@@ -445,14 +500,22 @@ function progressLine(p, sample, secs) {
   const k = `${p.s.name}:${p.w.name}`;
   const had = spent.get(k) ?? { sum: 0, n: 0 };
   spent.set(k, { sum: had.sum + secs, n: had.n + 1 });
-  const head = `[${String(++done).padStart(3)}/${plan.length}] run ${p.run + 1} ${p.w.name.padEnd(9)} ${p.s.name.padEnd(14)}`;
+  const head = `[${String(++done).padStart(3)}/${plan.length}] run ${p.run + 1} ${p.w.name.padEnd(14)} ${p.s.name.padEnd(14)}`;
   if (sample.skipped) return `${head} skipped: ${sample.reason}`;
   if (!sample.ok) return `${head} FAILED: ${sample.error}`;
   const m = sample.metrics;
   const main = `${fmt(m[p.w.key], p.w.unit)} ${p.w.unit}`;
   const bits = [];
   if (m.p99_us !== undefined)
-    bits.push(`p50 ${fmt(m.p50_us, 'us')} µs, p99 ${fmt(m.p99_us, 'us')} µs`);
+    bits.push(
+      `p50 ${fmt(m.p50_us, 'us')} µs, p99 ${fmt(m.p99_us, 'us')} µs${m.p999_us !== undefined ? `, p999 ${fmt(m.p999_us, 'us')} µs` : ''}`,
+    );
+  if (m.first_conn_per_s != null)
+    bits.push(
+      `first ${m.rate_span_s} s ${fmt(m.first_conn_per_s)} → last ${m.rate_span_s} s ${fmt(m.last_conn_per_s)} conn/s`,
+    );
+  if (m.errors) bits.push(`ERRORS ${m.errors} (${m.errors_by_kind})`);
+  if (m.relay_ms_per_gb != null) bits.push(`relay ${fmt(m.relay_ms_per_gb)} ms CPU/GB`);
   if (m.base_rt_per_s !== undefined)
     bits.push(
       `${fmt(m.base_rt_per_s)} → ${fmt(m.loaded_rt_per_s)} rt/s; API ${fmt(m.api_req_per_s)} req/s (${m.api_statuses})`,
@@ -465,6 +528,7 @@ function progressLine(p, sample, secs) {
     );
   if (m.loadgen_cpu_pct !== undefined && m.loadgen_cpu_pct !== null)
     bits.push(`load CPU ${fmt(m.loadgen_cpu_pct, 'pct')}%`);
+  if (m.upstream_cpu_pct != null) bits.push(`upstream CPU ${fmt(m.upstream_cpu_pct, 'pct')}%`);
   if (m.other_cpu_pct > 20) bits.push(`OTHER CPU ${fmt(m.other_cpu_pct, 'pct')}%`);
   return `${head} ${main}  (${bits.join('; ')}) ${secs.toFixed(0)} s, ~${eta()} left`;
 }
@@ -483,28 +547,62 @@ for (const p of plan) {
   else {
     const startOpts = w.role === 'relay' ? { target: `127.0.0.1:${await freePort()}` } : {};
     ctx.current = { workload: w.name, run: p.run + 1 };
-    try {
-      current = await s.start(w.role, startOpts);
-    } catch (err) {
-      current = null;
-      const reason =
-        err instanceof StartError ? err.message : `start failed: ${err.message ?? err}`;
-      if (!(err instanceof StartError)) say(`bench: ${s.name}: ${err.stack ?? err}`);
-      if (!(err instanceof StartError) || err.systemWide) disabled.set(s.name, reason);
-      sample = { ...base, ok: false, skipped: true, reason };
+    // The C echo upstream, fresh for this measurement, listens before the relay starts.
+    let upstream = null;
+    if (w.upstream === 'echo' && s.name !== 'direct') {
+      try {
+        upstream = await startUpstream(ctx, Number(startOpts.target.split(':').pop()));
+        currentUpstream = upstream;
+        startOpts.upstream = upstream;
+      } catch (err) {
+        sample = { ...base, ok: false, error: err.message };
+      }
+    }
+    // (when the upstream did not start, sample is already its error: no relay to measure)
+    // A start that fails because a port was taken meanwhile (the machine is shared) is tried
+    // once more with fresh ports; any other failure is the system's.
+    for (let attempt = 0; !sample && !current; attempt++) {
+      try {
+        current = await s.start(w.role, startOpts);
+      } catch (err) {
+        if (attempt === 0 && /already in use|EADDRINUSE/.test(err.message ?? '')) {
+          say(`bench: ${s.name}: a port was taken meanwhile (${err.message}); starting it again`);
+          continue;
+        }
+        current = null;
+        const reason =
+          err instanceof StartError ? err.message : `start failed: ${err.message ?? err}`;
+        if (!(err instanceof StartError)) say(`bench: ${s.name}: ${err.stack ?? err}`);
+        if (!(err instanceof StartError) || err.systemWide) disabled.set(s.name, reason);
+        sample = { ...base, ok: false, skipped: true, reason };
+      }
     }
     if (current) {
-      // Probe: one 64 B echo (through the relay, to a throwaway echo upstream), 3 s at most.
+      // Probe: one 64 B echo (through the relay to the C echo upstream, or to a throwaway echo
+      // upstream before iperf3 -s takes the port), 3 s at most.
       let probe = { ok: true };
-      if (w.role === 'echo') probe = await probeEcho(current.port, { timeoutMs: 3000 });
+      if (w.role === 'echo' || upstream) probe = await probeEcho(current.port, { timeoutMs: 3000 });
       else if (s.name !== 'direct') {
-        const up = await tempEchoServer(Number(startOpts.target.split(':').pop()));
-        probe = await probeEcho(current.port, { timeoutMs: 3000 });
-        await up.close();
+        const tport = Number(startOpts.target.split(':').pop());
+        const up = await tempEchoServer(tport).catch((err) => ({ err }));
+        if (up.err) probe = { ok: false, harness: true, reason: `${up.err.code ?? up.err}` };
+        else {
+          probe = await probeEcho(current.port, { timeoutMs: 3000 });
+          await up.close();
+        }
       }
-      if (!probe.ok) {
+      if (probe.harness) {
+        // the port for the throwaway upstream was taken meanwhile: this measurement only
+        sample = {
+          ...base,
+          ok: false,
+          error: `could not listen on the upstream port ${startOpts.target}: ${probe.reason}`,
+        };
+      } else if (!probe.ok) {
         const what =
-          w.role === 'echo' ? 'echo listener' : `forward listener (to ${startOpts.target})`;
+          w.role === 'echo'
+            ? 'echo listener'
+            : `forward listener (to ${upstream ? 'the C echo upstream on ' : ''}${startOpts.target})`;
         const reason = `${what} 127.0.0.1:${current.port} did not answer: ${probe.reason}`;
         disabledRole.set(roleKey, reason);
         sample = { ...base, ok: false, skipped: true, reason };
@@ -539,6 +637,15 @@ for (const p of plan) {
         warnings.push(`${s.name}: process ${current.pid} outlived its stop`);
       current = null;
     }
+    if (upstream) {
+      const st = await upstream.stop().catch(() => null);
+      currentUpstream = null;
+      if (sample.ok && st) {
+        // descriptors or memory the upstream ran out of would make it a limit: counted
+        sample.metrics.upstream_accept_errors = st.accept_errors;
+        sample.metrics.upstream_accepted = st.accepted;
+      }
+    }
   }
   if (aborting) break; // this measurement was cut short: not a result
   samples.push(sample);
@@ -558,13 +665,27 @@ if (noisy.length)
       `(e.g. ${noisy[0].system} × ${noisy[0].workload}: ${fmt(noisy[0].metrics.other_cpu_pct, 'pct')}%): ` +
       'run again on a quiet machine before quoting them',
   );
+// bulk is expected to fill the load core (direct is what the load core moves alone)
+const isBulk = (x) => x.workload.startsWith('bulk');
 const satLoad = samples.filter(
-  (x) => x.ok && x.metrics.loadgen_cpu_pct > 90 && x.workload !== 'bulk',
+  (x) => x.ok && !isBulk(x) && (x.metrics.load_core_pct ?? x.metrics.loadgen_cpu_pct ?? 0) > 90,
 );
 if (satLoad.length)
   warnings.push(
-    `the load generator used more than 90% of its core in ${satLoad.length} measurement(s) ` +
-      `(e.g. ${satLoad[0].system} × ${satLoad[0].workload}): it may have been the limit there`,
+    `the load core (load generator + upstream) was more than 90% busy in ${satLoad.length} measurement(s) ` +
+      `(e.g. ${satLoad[0].system} × ${satLoad[0].workload}: ${fmt(satLoad[0].metrics.load_core_pct ?? satLoad[0].metrics.loadgen_cpu_pct, 'pct')}%): the load may have been the limit there`,
+  );
+const satUp = samples.filter((x) => x.ok && !isBulk(x) && x.metrics.upstream_cpu_pct > 50);
+if (satUp.length)
+  warnings.push(
+    `the C echo upstream used more than 50% of the load core in ${satUp.length} measurement(s) ` +
+      `(e.g. ${satUp[0].system} × ${satUp[0].workload}: ${fmt(satUp[0].metrics.upstream_cpu_pct, 'pct')}%)`,
+  );
+const upErr = samples.filter((x) => x.ok && x.metrics.upstream_accept_errors > 0);
+if (upErr.length)
+  warnings.push(
+    `the C echo upstream failed accepts (descriptors?) in ${upErr.length} measurement(s) ` +
+      `(e.g. ${upErr[0].system} × ${upErr[0].workload}: ${upErr[0].metrics.upstream_accept_errors})`,
   );
 
 const summary = summarize(samples, workloads, used);
@@ -586,6 +707,8 @@ const res = {
     runs,
     durations,
     idleConns,
+    relayIdleConns,
+    connrateInflight: CONNRATE_INFLIGHT,
     serverCpu,
     loadCpu,
     nice: ctx.nice,
@@ -606,7 +729,14 @@ const res = {
   samples,
 };
 const md = markdown(res, workloads, used);
-const partial = opt.only || opt.systems || opt.runs || opt.duration || opt['idle-conns'];
+const partial =
+  opt.only ||
+  opt.systems ||
+  opt.runs ||
+  opt.duration ||
+  opt.sustain ||
+  opt.warmup ||
+  opt['idle-conns'];
 const name =
   opt.name ??
   `${date}${wineRelease === '8' ? '' : `-wine${wineRelease}`}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;

@@ -160,6 +160,8 @@ function haproxy(ctx) {
           '  nbthread 1',
           'defaults',
           '  mode tcp',
+          // a frontend's own maxconn would otherwise default to far less than the global one
+          `  maxconn ${Math.max(1000, Math.floor((ctx.nofile - 200) / 2))}`,
           '  timeout connect 5s',
           '  timeout client 120s',
           '  timeout server 120s',
@@ -186,7 +188,7 @@ function direct() {
     label: 'direct (no relay)',
     platform: 'linux',
     roles: ['relay'],
-    onlyWorkloads: ['bulk'],
+    onlyWorkloads: ['bulk', 'bulk-4'],
     async check() {
       return null;
     },
