@@ -42,7 +42,7 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
   --idle-conns N       connections for relay-idle and idle (default 10000; --quick: 2000);
                        shrunk to what the descriptor limit allows
   --duration S         seconds measured per relay-rtt / echo / connrate / bulk / control run
-                       (default 3, bulk 4; --quick: 1.5, bulk 2)
+                       (default 3; --quick: 1.5, bulk 2)
   --sustain S          seconds measured per relay-connrate run (default 60; --quick: 10)
   --warmup S           seconds of warm-up before each echo / connrate window (default 1)
   --server-cpu N       core for the servers (default 0)
@@ -62,6 +62,7 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
                        (bench/out/profiles/…) and print each one's heaviest functions; the
                        profiler costs throughput, so such a run is labelled -profile
   --render FILE.json   only rewrite FILE.md from FILE.json (after a change to the report)
+  --dry-run            print the plan (every measurement, its estimated seconds) and stop
   --name NAME          results file name (default: the date, plus -quick / -partial / -profile)
 `;
 
@@ -87,6 +88,7 @@ const { values: opt } = parseArgs({
     keyport: { type: 'string' },
     nice: { type: 'string' },
     render: { type: 'string' },
+    'dry-run': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -130,7 +132,7 @@ const warnings = [];
 
 const durations = opt.quick
   ? { echo: 1.5, connrate: 1.5, bulk: 2, control: 1.5, sustain: 10, warmup: 0.5, omit: 1 }
-  : { echo: 3, connrate: 3, bulk: 4, control: 3, sustain: 60, warmup: 1, omit: 1 };
+  : { echo: 3, connrate: 3, bulk: 3, control: 3, sustain: 60, warmup: 1, omit: 1 };
 const positive = (name, v) => {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) {
@@ -177,7 +179,7 @@ const workloads = opt.only
 const outDir = join(benchDir, 'out');
 const stamp = startedAt.toISOString().replace(/[:.]/g, '-').slice(0, 19);
 const logDir = join(outDir, 'logs', stamp);
-mkdirSync(logDir, { recursive: true });
+if (!opt['dry-run']) mkdirSync(logDir, { recursive: true });
 let seq = 0;
 const tracked = new Set();
 const ctx = {
@@ -471,14 +473,21 @@ for (let r = 0; r < runs; r++)
     const k = list.length ? r % list.length : 0;
     for (const s of [...list.slice(k), ...list.slice(0, k)]) plan.push({ run: r, w, s });
   }
-const estimate = plan.reduce(
-  (a, p) => a + p.w.estimate(ctx) + (p.s.platform === 'wine' ? 4 : 0.5),
-  0,
-);
+// seconds one measurement takes: its windows, plus starting and stopping (Wine's take ~4 s)
+const guess = (p) => p.w.estimate(ctx, p.s) + (p.s.platform === 'wine' ? 4 : 0.5);
+const estimate = plan.reduce((a, p) => a + guess(p), 0);
 say(
   `bench: ${plan.length} measurements (${runs} run(s) × ${workloads.length} workload(s)), about ${Math.ceil(estimate / 60)} min; ` +
     `servers on CPU ${serverCpu ?? '*'}, load on CPU ${loadCpu ?? '*'}; logs in ${relative(root, logDir)}`,
 );
+
+if (opt['dry-run']) {
+  for (const p of plan)
+    say(
+      `  run ${p.run + 1} ${p.w.name.padEnd(14)} ${p.s.name.padEnd(14)} ~${Math.round(guess(p))} s`,
+    );
+  process.exit(0);
+}
 
 const samples = [];
 const disabled = new Map(); // system → reason (cannot start)
@@ -491,7 +500,7 @@ function eta() {
   for (const q of plan.slice(done)) {
     const k = `${q.s.name}:${q.w.name}`;
     const had = spent.get(k);
-    left += had ? had.sum / had.n : q.w.estimate(ctx) + (q.s.platform === 'wine' ? 4 : 0.5);
+    left += had ? had.sum / had.n : guess(q);
   }
   return left < 60 ? `${Math.round(left)} s` : `${Math.round(left / 60)} min`;
 }

@@ -73,6 +73,9 @@ export async function killPids(pids, graceMs = 2000) {
       process.kill(p, 'SIGKILL');
     } catch {}
   }
+  // a process holding thousands of sockets takes a moment to die: wait up to 3 s more
+  const end2 = Date.now() + 3000;
+  while (pids.some(alive) && Date.now() < end2) await sleep(50);
 }
 
 function readProc(pid, file) {

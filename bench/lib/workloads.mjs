@@ -397,7 +397,7 @@ const idle = {
   key: 'bytes_per_conn',
   unit: 'bytes/connection',
   higher: false,
-  estimate: (ctx) => 6 + ctx.idleConns / 2000,
+  estimate: (ctx, sys) => 6 + ctx.idleConns / (sys?.platform === 'wine' ? 1000 : 2000),
   run: (ctx, sys, inst) =>
     idleMeasure(ctx, inst, Math.min(ctx.idleConns, sys.idleConnsCap ?? Number.POSITIVE_INFINITY)),
 };
@@ -683,7 +683,8 @@ const relayIdle = {
   key: 'bytes_per_conn',
   unit: 'bytes/connection',
   higher: false,
-  estimate: (ctx) => 6 + ctx.relayIdleConns / 1500,
+  // under Wine a relay accepts and connects a few hundred connections per second
+  estimate: (ctx, sys) => 3 + ctx.relayIdleConns / (sys?.platform === 'wine' ? 500 : 2500),
   run: (ctx, sys, inst, { upstream }) =>
     idleMeasure(
       ctx,
