@@ -20,23 +20,26 @@ import { parseArgs } from 'node:util';
 import { alive, freePort, have, probeEcho, tempEchoServer } from './lib/proc.mjs';
 import { describeMachine, fmt, markdown, ratios, summarize, targets } from './lib/report.mjs';
 import { makeSystems, StartError } from './lib/systems.mjs';
-import { CONNRATE_INFLIGHT, RELAY_WORKLOADS, startUpstream, WORKLOADS } from './lib/workloads.mjs';
+import {
+  CONNRATE_INFLIGHT,
+  ECHO_WORKLOADS,
+  RELAY_WORKLOADS,
+  startUpstream,
+  WORKLOADS,
+} from './lib/workloads.mjs';
 
 const benchDir = dirname(fileURLToPath(import.meta.url));
 const root = resolve(benchDir, '..');
 
+const names = (ws) => ws.map((w) => w.name).join(', ');
 const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [options])
 
   --quick              smoke run: 1 run, short durations, relay-connrate sustained 10 s,
                        2 000 idle connections
   --runs N             runs per system and workload (default 3; --quick: 1)
-  --only W,...         workloads (default: the relay workloads ${RELAY_WORKLOADS.map((w) => w.name).join(', ')});
-                       any of: ${WORKLOADS.map((w) => w.name).join(', ')}
-  --all                the relay workloads and the echo listener's (${WORKLOADS.filter(
-    (w) => !RELAY_WORKLOADS.includes(w),
-  )
-    .map((w) => w.name)
-    .join(', ')})
+  --only W,...         workloads: the relay's ${names(RELAY_WORKLOADS)} (the default),
+                       the echo listener's ${names(ECHO_WORKLOADS)}
+  --all                the relay workloads and the echo listener's
   --systems S,...      systems: keyport-iocp, node-net-wine, keyport-uring, node-net, socat,
                        haproxy, direct (default: all that can run here)
   --idle-conns N       connections for relay-idle and idle (default 10000; --quick: 2000);
@@ -44,9 +47,10 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
   --duration S         seconds measured per relay-rtt / echo / connrate / bulk / control run
                        (default 3; --quick: 1.5, bulk 2)
   --sustain S          seconds measured per relay-connrate run (default 60; --quick: 10)
-  --warmup S           seconds of warm-up before each echo / connrate window (default 1)
-  --server-cpu N       core for the servers (default 0)
-  --load-cpu N         core for the load generators (default 1)
+  --warmup S           seconds of warm-up before each echo / connrate window (default 1;
+                       --quick: 0.5)
+  --server-cpu N       core for the relays / servers (default 0)
+  --load-cpu N         core for the load generators and the upstream (default 1)
   --nice N             nice value for everything the benchmark runs (default -10 as root, so
                        that other work on the machine disturbs the measurements less; 0: off)
   --no-build           do not run \`npm run build\` when dist/ is older than src/
@@ -746,11 +750,13 @@ const partial =
   opt.sustain ||
   opt.warmup ||
   opt['idle-conns'];
-const name =
-  opt.name ??
-  `${date}${wineRelease === '8' ? '' : `-wine${wineRelease}`}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;
 const resultsDir = join(benchDir, 'results');
 mkdirSync(resultsDir, { recursive: true });
+const baseName = `${date}${wineRelease === '8' ? '' : `-wine${wineRelease}`}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;
+// a second run of the same kind on the same day gets -2, -3…: never overwrite a result
+let name = opt.name ?? baseName;
+for (let i = 2; !opt.name && existsSync(join(resultsDir, `${name}.json`)); i++)
+  name = `${baseName}-${i}`;
 writeFileSync(join(resultsDir, `${name}.json`), `${JSON.stringify(res, null, 2)}\n`);
 writeFileSync(join(resultsDir, `${name}.md`), md);
 if (!opt.quick && !partial && !opt.name && !opt.profile && wineRelease === '8')
