@@ -4,6 +4,32 @@ import t from 'tap';
 import { startKeyport } from './helpers/keyport.js';
 import { connect, payload, sendAndCollect, until } from './helpers/tcp.js';
 
+t.test('at the default log level, connections are not logged one by one', async (t) => {
+  const k = await startKeyport(['--listener', '127.0.0.1:0=echo'], {
+    env: { KEYPORT_LOG_LEVEL: 'info' },
+  });
+  t.teardown(() => k.stop());
+  const port = Number(
+    ((await k.get('/listeners')).body as { items: Array<{ address: string }> }).items[0]?.address
+      .split(':')
+      .pop(),
+  );
+  const got = await Promise.all(
+    Array.from({ length: 20 }, () => sendAndCollect(port, payload(100))),
+  );
+  t.equal(got.filter((g) => g.length === 100).length, 20, '20 connections echoed');
+  await until(
+    async () => (await k.get('/connections')).body as { total: number },
+    (c) => c.total === 0,
+  );
+  t.match(k.output(), /listener started/, 'listener events are logged');
+  t.notMatch(
+    k.output(),
+    /connection closed/,
+    'no line per connection (KEYPORT_LOG_LEVEL=debug has them)',
+  );
+});
+
 t.test('GC pressure: echo stays byte-exact while gc() runs every 2 ms', async (t) => {
   const k = await startKeyport(['--listener', '127.0.0.1:0=echo'], {
     env: {

@@ -90,6 +90,7 @@ const opts: RunOptions = {
   refusedPort: await refusedPort(),
 };
 
+// (startKeyport logs at debug: the per-connection close lines explain a failed scenario.)
 const k = await startKeyport(['--listener', '127.0.0.1:0=echo']);
 const keyport = keyportRelay(k.api, `keyport/${BACKEND}`);
 

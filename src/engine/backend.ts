@@ -1,6 +1,6 @@
 // The contract between the backend-neutral engine and a completion backend (IOCP or
 // io_uring). Everything above this interface is free of FFI.
-import type { PinnedAllocator } from './pinned.js';
+import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** `nop`: a packet the engine posts to itself (the heartbeat that proves the loop turns). */
 export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'disconnect' | 'nop';
@@ -51,6 +51,29 @@ export interface OpData extends RecordMemory {
   readonly length: number;
   /** connect: the address to connect to. */
   readonly peer: SocketAddress | null;
+  /**
+   * recv only, where the backend provides buffers: no buffer now; the kernel picks one from the
+   * provided pool when data arrives (up to `length` bytes) and the completion names it.
+   */
+  readonly selectBuffer: boolean;
+}
+
+/**
+ * Buffers the kernel selects for a recv when its data arrives (io_uring's provided-buffer ring),
+ * so a connection waiting to read holds none. The engine lends a filled block on to the send
+ * that carries its bytes and gives it back after that send completed.
+ */
+export interface ProvidedBufferPool {
+  readonly blockSize: number;
+  /** The status a selected recv completes with when every block is in use. */
+  readonly noBuffers: number;
+  /** After a selected recv's completion: the block the kernel filled (null: none). */
+  taken(rec: RecordMemory): PinnedBlock | null;
+  /** Back to the kernel. */
+  give(block: PinnedBlock): void;
+  isProvided(block: PinnedBlock): boolean;
+  /** Blocks waiting in the kernel for data. */
+  readonly available: number;
 }
 
 /** Finds the op record a completion names (its address), for backends that read their header. */
@@ -117,6 +140,12 @@ export interface Backend extends PinnedAllocator {
    * family); io_uring's connect binds by itself, choosing the port per destination.
    */
   bindAny(sock: Sock, family: 4 | 6): void;
+  /**
+   * Sets up buffers the kernel selects at completion (io_uring, 5.19+), or null where the
+   * backend has none (IOCP: an idle read is a zero-byte WSARecv instead). Called once, before
+   * start().
+   */
+  provideBuffers?(blockSize: number): ProvidedBufferPool | null;
   /** Ties the socket to the completion port (or the emulated key table) under `key`. */
   associate(sock: Sock, key: bigint): void;
 

@@ -4,6 +4,11 @@
 // writes into them), so a buffer an idle connection once used for a 64-byte message costs one
 // resident page, not 64 KiB; returned blocks are reused most-recent first (idle connections
 // hold no buffer at all: see pipe.ts).
+//
+// Where the backend provides buffers (io_uring), a recv's buffer is picked by the kernel from
+// its own ring when data arrives; such a block comes back here with its record like any other
+// and goes back to the kernel.
+import type { ProvidedBufferPool, RecordMemory } from './backend.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** Slabs of at least 1 MiB: above glibc's mmap threshold, so they come from fresh pages. */
@@ -13,11 +18,15 @@ export class BufferPool {
   private readonly slabs: PinnedBlock[] = [];
   private readonly free: PinnedBlock[] = [];
   private lent = 0;
+  /** Provided blocks the kernel filled that the engine holds (until their send completed). */
+  private providedLent = 0;
   private readonly perSlab: number;
 
   constructor(
     private readonly alloc: PinnedAllocator,
     readonly blockSize: number,
+    /** The backend's provided buffers (io_uring), or null. */
+    readonly provided: ProvidedBufferPool | null = null,
   ) {
     this.perSlab = Math.max(1, Math.floor(SLAB_BYTES / blockSize));
   }
@@ -40,13 +49,25 @@ export class BufferPool {
     return block;
   }
 
+  /** After a selected recv completed: the block the kernel filled, now the engine's. */
+  takeProvided(rec: RecordMemory): PinnedBlock | null {
+    const block = this.provided?.taken(rec) ?? null;
+    if (block) this.providedLent++;
+    return block;
+  }
+
   release(block: PinnedBlock): void {
+    if (this.provided?.isProvided(block)) {
+      this.providedLent--;
+      this.provided.give(block);
+      return;
+    }
     this.lent--;
     this.free.push(block);
   }
 
   get inUse(): number {
-    return this.lent;
+    return this.lent + this.providedLent;
   }
 
   destroy(): void {

@@ -74,6 +74,7 @@ export interface OpSnapshot {
   issuedAt: string;
   ageMs: number;
   bufferSize: number | null;
+  bufferSelect: boolean;
 }
 
 export interface ConnectionFilter {
@@ -230,6 +231,7 @@ export class EngineControl {
         issuedAt: iso(rec.issuedAtWall),
         ageMs: age,
         bufferSize: rec.buffer ? rec.buffer.bytes.byteLength : null,
+        bufferSelect: rec.selectBuffer,
       });
     }
     return out;

@@ -44,7 +44,7 @@ export interface EngineCore {
   /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */
   errorName(code: number): string;
   upstreamConnectFailed(listener: Listener, errorName: string): void;
-  log(level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void;
+  log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void;
   listenerConfig(listener: Listener): ResolvedListenerConfig;
 }
 

@@ -50,7 +50,7 @@ export interface EngineObserver {
 }
 
 export type LogFn = (
-  level: 'info' | 'warn' | 'error',
+  level: 'debug' | 'info' | 'warn' | 'error',
   obj: Record<string, unknown>,
   msg: string,
 ) => void;
@@ -103,6 +103,8 @@ export class Engine implements EngineCore, CompletionSink {
     connectionsClosed: 0,
     /** Idle buffered reads the engine cancelled to give their buffer back. */
     parked: 0,
+    /** Selected recvs that found every provided buffer in use (the pipe then used its own). */
+    providedExhausted: 0,
     heartbeatsSent: 0,
     heartbeatsSeen: 0,
     lastHeartbeatSeenAt: 0,
@@ -136,7 +138,12 @@ export class Engine implements EngineCore, CompletionSink {
     config: EngineConfig = {},
     private readonly logger: LogFn = () => {},
   ) {
-    this.buffers = new BufferPool(backend, config.bufferSize ?? ENGINE_DEFAULTS.bufferSize);
+    const bufferSize = config.bufferSize ?? ENGINE_DEFAULTS.bufferSize;
+    this.buffers = new BufferPool(
+      backend,
+      bufferSize,
+      backend.provideBuffers?.(bufferSize) ?? null,
+    );
     this.ops = new OpPool(backend, backend.recordHeaderSize, this.buffers);
     this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
     this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
@@ -302,9 +309,14 @@ export class Engine implements EngineCore, CompletionSink {
     key.completions++;
     this.stats.completions++;
     const latency = (performance.now() - rec.issuedAt) / 1000;
+    // A selected recv: the buffer the kernel filled is the record's from now on (released
+    // with it, back to the kernel).
+    if (rec.selectBuffer && code !== KEY_MISMATCH) rec.buffer = this.buffers.takeProvided(rec);
     let errorName: string | null = null;
     if (rec.parking && code === this.backend.codes.operationAborted) {
       this.stats.parked++; // the engine's own cancel of an idle read: not an error
+    } else if (rec.selectBuffer && code === this.buffers.provided?.noBuffers) {
+      this.stats.providedExhausted++; // every provided buffer busy: the pipe reads into its own
     } else if (code !== 0) {
       errorName = this.errorName(code);
       this.countError(rec.kind, errorName);
@@ -623,8 +635,10 @@ export class Engine implements EngineCore, CompletionSink {
         upstreamBytesOut: conn.upstream?.bytesOut ?? null,
       });
     }
+    // Per connection: debug (KEYPORT_LOG_LEVEL=debug), so churn does not pay a log line each;
+    // closes are counted in metrics and streamed by /events.
     this.logger(
-      'info',
+      'debug',
       {
         connection: conn.id,
         listener: conn.listener.id,
@@ -650,7 +664,7 @@ export class Engine implements EngineCore, CompletionSink {
     this.observer?.upstreamConnectFailed(listener, errorName);
   }
 
-  log(level: 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
+  log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
     this.logger(level, obj, msg);
   }
 

@@ -17,6 +17,8 @@ export interface Faults {
    * is not set and an op that succeeds inline still queues a packet.
    */
   nonIfs: number;
+  /** io_uring: the provided-buffer ring holds this many buffers (a power of two), so it runs out. */
+  providedBuffers: number;
 }
 
 const NAMES: Record<string, keyof Faults> = {
@@ -25,6 +27,7 @@ const NAMES: Record<string, keyof Faults> = {
   'socket-limit': 'socketLimit',
   'throw-after': 'throwAfter',
   'non-ifs': 'nonIfs',
+  'provided-buffers': 'providedBuffers',
 };
 
 export function parseFaults(spec: string | undefined): Faults {
@@ -34,6 +37,7 @@ export function parseFaults(spec: string | undefined): Faults {
     socketLimit: 0,
     throwAfter: 0,
     nonIfs: 0,
+    providedBuffers: 0,
   };
   if (!spec) return f;
   for (const part of spec.split(',')) {

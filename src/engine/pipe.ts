@@ -2,10 +2,13 @@
 // recv again. A direction holds at most one buffer, so a slow receiver stops reads on the fast
 // side (backpressure) and memory per connection is bounded. Echo is the pipe client → client.
 //
-// An idle direction holds no buffer at all: it waits with a bufferless recv (a zero-byte WSARecv
-// on IOCP, as libuv does; POLL_ADD on io_uring) and only then reads into a buffer. While data
-// flows it reads into a buffer directly (one op per read); a buffered read left pending for
-// `parkAfterMs` is cancelled and replaced by a wait ("parking"), which returns its buffer.
+// An idle direction holds no buffer at all. On io_uring every read is a recv whose buffer the
+// kernel picks from the provided ring when data arrives (one op per read, none held while
+// waiting). Elsewhere (IOCP; io_uring before 5.19) it waits with a bufferless recv (a zero-byte
+// WSARecv, as libuv does; POLL_ADD) and only then reads into a buffer; while data flows it reads
+// into a buffer directly, and a buffered read left pending for `parkAfterMs` is cancelled and
+// replaced by a wait ("parking"), which returns its buffer. When every provided buffer is in
+// use, the next read takes a buffer of the engine's own pool instead.
 //
 // The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
 // and whichever record holds it last returns it when the record is released.
@@ -24,6 +27,8 @@ export class Pipe implements OpOwner {
   private fill = 0;
   /** Data is flowing: read into a buffer directly instead of waiting first. */
   private flowing = false;
+  /** The provided buffers ran out: the next read brings a buffer of its own. */
+  private ownBuffer = false;
   /** The pending read (a wait or a buffered recv), while there is one. */
   private readRec: OpRecord | null = null;
 
@@ -44,7 +49,12 @@ export class Pipe implements OpOwner {
       return;
     }
     const rec = this.core.newOp('recv', this.from.key, this);
-    if (this.flowing) {
+    const provided = this.core.buffers.provided;
+    if (provided && !this.ownBuffer) {
+      rec.selectBuffer = true;
+      rec.length = provided.blockSize;
+    } else if (this.flowing || this.ownBuffer) {
+      this.ownBuffer = false;
       const buf = this.core.buffers.acquire();
       rec.buffer = buf;
       rec.length = buf.bytes.byteLength;
@@ -98,6 +108,11 @@ export class Pipe implements OpOwner {
       this.read();
       return;
     }
+    if (rec.selectBuffer && code === this.core.buffers.provided?.noBuffers) {
+      this.ownBuffer = true; // counted by the engine; read once into a buffer of our own
+      this.read();
+      return;
+    }
     if (code !== 0) {
       if (!aborted) {
         conn.failed('recv', this.from, code);
@@ -115,7 +130,7 @@ export class Pipe implements OpOwner {
       else conn.pipeDone();
       return;
     }
-    if (!rec.buffer) {
+    if (!rec.buffer && !rec.selectBuffer) {
       // A wait completed: data or EOF is there. Once stopping, nothing was read: nothing lost.
       if (this.stopping) {
         this.finish();
@@ -131,6 +146,11 @@ export class Pipe implements OpOwner {
       const reset = this.core.backend.resetBehindEof(this.from.sock, this.from.sendShut);
       if (reset !== 0) conn.failed('recv', this.from, reset);
       else this.finish();
+      return;
+    }
+    if (!rec.buffer) {
+      // A selected recv that read bytes names its buffer: without one the bytes are lost.
+      conn.failed('recv', this.from, this.core.backend.codes.invalidArgument);
       return;
     }
     conn.touch();

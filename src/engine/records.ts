@@ -10,7 +10,7 @@ import {
   type SocketAddress,
 } from './backend.js';
 import type { BufferPool } from './buffers.js';
-import { hex64, type KeyEntry } from './keys.js';
+import { hex64, type KeyEntry, type OpRecordLike } from './keys.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** keyport's fields, right after the backend header. */
@@ -24,6 +24,9 @@ const RECORDS_PER_SLAB = 256;
 
 export class OpRecord implements OpData {
   generation = 0;
+  /** Links of its key's list of ops in flight (keys.ts OpList). */
+  prevOnKey: OpRecordLike | null | undefined = undefined;
+  nextOnKey: OpRecordLike | null | undefined = undefined;
   kind: OpKind = 'recv';
   inFlight = false;
   /** performance.now() when the op was issued. */
@@ -45,6 +48,8 @@ export class OpRecord implements OpData {
   offset = 0;
   length = 0;
   peer: SocketAddress | null = null;
+  /** recv: the kernel picks the buffer when data arrives (provided buffers). */
+  selectBuffer = false;
   // ---- what the engine knows of it ----
   /** Finished inline and waiting in the engine's queue: no packet may come for it. */
   inlineQueued = false;
@@ -185,6 +190,7 @@ export class OpPool {
     rec.offset = 0;
     rec.length = 0;
     rec.peer = null;
+    rec.selectBuffer = false;
     rec.parking = false;
     rec.cancelRequested = false;
     rec.inlineQueued = false;

@@ -12,6 +12,20 @@ export interface SockaddrCodec {
   read(view: DataView, off: number): SocketAddress | null;
 }
 
+/**
+ * Host strings read back from sockaddrs, shared: thousands of connections from the same few
+ * peers then hold one string each, not one per endpoint. Bounded, so a scan from many addresses
+ * cannot grow it without end (past the bound, strings are simply not shared).
+ */
+const HOSTS = new Map<string, string>();
+const MAX_SHARED_HOSTS = 4096;
+function shared(host: string): string {
+  const known = HOSTS.get(host);
+  if (known !== undefined) return known;
+  if (HOSTS.size < MAX_SHARED_HOSTS) HOSTS.set(host, host);
+  return host;
+}
+
 export function sockaddrCodec(af: { inet: number; inet6: number }): SockaddrCodec {
   return {
     write(view, off, addr) {
@@ -32,8 +46,8 @@ export function sockaddrCodec(af: { inet: number; inet6: number }): SockaddrCode
       const port = view.getUint16(off + 2, false);
       const at = (start: number, len: number) =>
         new Uint8Array(view.buffer, view.byteOffset + off + start, len);
-      if (family === af.inet) return { host: bytesToIpv4(at(4, 4)), port, family: 4 };
-      if (family === af.inet6) return { host: bytesToIpv6(at(8, 16)), port, family: 6 };
+      if (family === af.inet) return { host: shared(bytesToIpv4(at(4, 4))), port, family: 4 };
+      if (family === af.inet6) return { host: shared(bytesToIpv6(at(8, 16))), port, family: 6 };
       return null;
     },
   };

@@ -172,7 +172,7 @@ export const ConfigFile = Type.Object(
               minimum: 10,
               maximum: 3_600_000,
               description:
-                'A read pending this long without data gives its buffer back and waits with a zero-byte read (default 1000)',
+                'IOCP (and io_uring before 5.19): a read pending this long without data gives its buffer back and waits with a zero-byte read (default 1000); io_uring 5.19+ reads into buffers the kernel picks on arrival, so no read holds one while waiting',
             }),
           ),
         },

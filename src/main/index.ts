@@ -69,7 +69,9 @@ export async function run(argv: string[]): Promise<void> {
     throw err;
   }
 
-  let log: LogFn = (_level, obj, msg) => process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
+  let log: LogFn = (level, obj, msg) => {
+    if (level !== 'debug') process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
+  };
   // A throw in the completion path (or anywhere else nobody catches) leaves the engine's state
   // unknown: log it, wake the dequeue thread (under Wine, exit waits forever on a thread parked
   // in GetQueuedCompletionStatusEx) and exit non-zero at once, for a supervisor to restart us.

@@ -24,6 +24,11 @@ export interface MetricsEngine {
   >;
   readonly anomalies: { readonly counts: Readonly<Record<AnomalyKind, number>> };
   readonly connections: ReadonlyMap<string, ConnectionLike>;
+  readonly buffers: {
+    readonly inUse: number;
+    readonly provided: { readonly available: number } | null;
+  };
+  readonly stats: { readonly providedExhausted: number };
 }
 
 interface ListenerLike {
@@ -146,6 +151,28 @@ export class KeyportMetrics implements EngineObserver {
         'Op records taken out of use for good after a key mismatch (their memory stays pinned)',
         'gauge',
         () => [{ labels: {}, value: this.engine.ops.quarantined }],
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_data_buffers',
+        'Data buffers: in_use = held by ops and relays; provided_free = io_uring provided buffers waiting in the kernel for data (absent on IOCP)',
+        'gauge',
+        () => {
+          const b = this.engine.buffers;
+          const out = [{ labels: { state: 'in_use' }, value: b.inUse }];
+          if (b.provided)
+            out.push({ labels: { state: 'provided_free' }, value: b.provided.available });
+          return out;
+        },
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_provided_buffers_exhausted_total',
+        'Reads that found every io_uring provided buffer in use and read into a buffer of their own instead',
+        'counter',
+        () => [{ labels: {}, value: this.engine.stats.providedExhausted }],
       ),
     );
     x.add(

@@ -78,7 +78,14 @@ export async function startKeyport(
     ],
     {
       cwd: ROOT,
-      env: { ...process.env, ...opts.env, KEYPORT_LOG_FILE: logFile },
+      // Debug by default: tests read each connection's close line (and its reason), which keyport
+      // logs at debug; engine-lifecycle checks that the default level leaves them out.
+      env: {
+        ...process.env,
+        KEYPORT_LOG_LEVEL: 'debug',
+        ...opts.env,
+        KEYPORT_LOG_FILE: logFile,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );

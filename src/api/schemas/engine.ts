@@ -147,7 +147,14 @@ export const OpView = Type.Object(
     listener: Nullable(Type.String()),
     issuedAt: Type.String({ format: 'date-time' }),
     ageMs: Type.Integer(),
-    bufferSize: Type.Union([Type.Integer(), Type.Null()]),
+    bufferSize: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'Bytes of the data buffer the op holds; null: none (a wait, or not chosen yet)',
+    }),
+    bufferSelect: Type.Boolean({
+      description:
+        'A recv whose buffer the kernel picks when data arrives (io_uring provided buffers): ' +
+        'it holds none while it waits',
+    }),
   },
   { $id: 'Op' },
 );

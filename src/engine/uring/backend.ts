@@ -40,13 +40,17 @@ import {
 import {
   CANCEL_ALL,
   CANCEL_ANY,
+  CQE_BUFFER_SHIFT,
+  CQE_F_BUFFER,
   ENTER_GETEVENTS,
+  HDR_BUFFER,
   HDR_BYTES,
   HDR_FD,
   HDR_KEY,
   HDR_OPCODE,
   HDR_RES,
   HDR_SOCKADDR,
+  IOSQE_BUFFER_SELECT,
   OP_ACCEPT,
   OP_ASYNC_CANCEL,
   OP_CONNECT,
@@ -59,6 +63,7 @@ import {
   SQ_CQ_OVERFLOW,
   SQ_TASKRUN,
 } from './layout.js';
+import { ProvidedBuffers, ProvidedBuffersUnavailable } from './provided.js';
 import { Ring } from './ring.js';
 import { readSockaddr, writeSockaddr } from './sockaddr.js';
 import * as sys from './syscalls.js';
@@ -85,6 +90,9 @@ const STOP_DRAIN_MS = 2000;
 const WAKE_KEY = 0n;
 /** user_data of the backend's own SQEs (cancels): their CQEs never reach the sink. */
 const INTERNAL = 0n;
+/** The one provided-buffer group, and its size (a power of two: a fixed cost, not per connection). */
+const PROVIDED_GROUP = 0;
+export const PROVIDED_BUFFERS = 256;
 /** user_data of the start-up probe for CANCEL_ANY. */
 const PROBE = 1n;
 const MSG_WAITALL = 0x100;
@@ -122,6 +130,11 @@ export class UringBackend implements Backend {
   private readonly scratchView = new DataView(this.scratch.buffer, this.scratch.byteOffset, 256);
   private readonly onError: (err: unknown) => void;
 
+  /** The provided-buffer ring, once the engine asked for it (null: none, or refused). */
+  private provided: ProvidedBuffers | null = null;
+  /** Why provided buffers are not used, when they are not (for the log and /stats). */
+  providedRefusal: string | null = null;
+  private readonly compat: boolean;
   private sink: CompletionSink | null = null;
   /** Must stay referenced: a collected poll handle closes itself and the process may exit. */
   private pollHandle: sys.PollHandle | null = null;
@@ -135,6 +148,7 @@ export class UringBackend implements Backend {
 
   constructor(options: UringOptions = {}) {
     const compat = options.compat ?? process.env.KEYPORT_URING_COMPAT === '1';
+    this.compat = compat;
     this.ring = Ring.open({
       sqEntries: options.sqEntries ?? 1024,
       cqEntries: options.cqEntries ?? 8192,
@@ -175,6 +189,27 @@ export class UringBackend implements Backend {
       flags: r.setupFlags,
       features: r.features,
     };
+  }
+
+  /**
+   * A provided-buffer ring of PROVIDED_BUFFERS blocks; null (with the reason kept) on a kernel
+   * before 5.19 or in compat mode, where a waiting read is a POLL_ADD instead.
+   */
+  provideBuffers(blockSize: number): ProvidedBuffers | null {
+    if (this.provided) return this.provided;
+    if (this.compat) {
+      this.providedRefusal = 'compat mode (a kernel before 5.19)';
+      return null;
+    }
+    try {
+      // Test fault provided-buffers:N: a ring small enough to run out.
+      const count = FAULTS.providedBuffers || PROVIDED_BUFFERS;
+      this.provided = new ProvidedBuffers(this.ring, this, PROVIDED_GROUP, blockSize, count);
+    } catch (err) {
+      if (!(err instanceof ProvidedBuffersUnavailable)) throw err;
+      this.providedRefusal = `the kernel refused a provided-buffer ring: ${errnoName(err.errno)}`;
+    }
+    return this.provided;
   }
 
   allocPinned(size: number): PinnedBlock {
@@ -261,7 +296,7 @@ export class UringBackend implements Backend {
     }
   }
 
-  private readonly onCqe = (lo: number, hi: number, res: number): void => {
+  private readonly onCqe = (lo: number, hi: number, res: number, flags: number): void => {
     if (hi === 0 && (lo === 0 || lo === 1)) {
       // A cancel's own result: ENOENT/EALREADY just mean the op was already done or finishing.
       if (res < 0 && res !== -ENOENT && res !== -EALREADY) {
@@ -281,6 +316,8 @@ export class UringBackend implements Backend {
     const v = rec.view;
     const op = v.getUint8(HDR_OPCODE);
     if (op === OP_ACCEPT && res >= 0) res = this.admitAccepted(res);
+    // The buffer the kernel picked is part of the op's result, kept in the record with it.
+    if (flags & CQE_F_BUFFER) v.setUint16(HDR_BUFFER, (flags >>> CQE_BUFFER_SHIFT) + 1, true);
     // The record is this op's IO_STATUS_BLOCK: the result, then the byte count.
     v.setInt32(HDR_RES, res, true);
     let bytes = 0;
@@ -368,11 +405,12 @@ export class UringBackend implements Backend {
     off: bigint,
     opFlags: number,
     userData: bigint,
+    sqeFlags = 0,
   ): void {
     const ring = this.ring;
-    if (ring.push(opcode, fd, addr, len, off, opFlags, userData)) return;
+    if (ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, PROVIDED_GROUP)) return;
     this.enterRing(false); // SQ full: hand it to the kernel, then there is room
-    if (!ring.push(opcode, fd, addr, len, off, opFlags, userData)) {
+    if (!ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, PROVIDED_GROUP)) {
       this.fail('io_uring(sq)', EBUSY, 'submission queue full');
     }
   }
@@ -387,6 +425,7 @@ export class UringBackend implements Backend {
     len: number,
     off: bigint,
     opFlags: number,
+    sqeFlags = 0,
   ): StartResult {
     if (this.stopping) return ECANCELED;
     const key = this.keys.get(fd);
@@ -396,8 +435,9 @@ export class UringBackend implements Backend {
     v.setUint32(HDR_BYTES, 0, true);
     v.setInt32(HDR_FD, fd, true);
     v.setUint8(HDR_OPCODE, opcode);
+    v.setUint16(HDR_BUFFER, 0, true);
     v.setBigUint64(HDR_KEY, key, true);
-    this.push(opcode, fd, addr, len, off, opFlags, rec.addr);
+    this.push(opcode, fd, addr, len, off, opFlags, rec.addr, sqeFlags);
     this.inKernel++;
     this.scheduleFlush();
     return PENDING;
@@ -442,6 +482,8 @@ export class UringBackend implements Backend {
     this.pollHandle?.close();
     this.pollHandle = null;
     this.ring.close();
+    // The registration went with the ring: the kernel no longer touches the blocks.
+    this.provided?.destroy();
   }
 
   /** Queues a NOP whose completion carries `key` and `bytes` (the IOCP post's twin). */
@@ -528,6 +570,19 @@ export class UringBackend implements Backend {
         return this.startOp('connect', op, OP_CONNECT, op.sock, sa, 0, BigInt(len), 0);
       }
       case 'recv':
+        // The kernel picks the buffer from the provided ring when data arrives.
+        if (op.selectBuffer && this.provided)
+          return this.startOp(
+            'recv',
+            op,
+            OP_RECV,
+            op.sock,
+            0n,
+            Math.min(op.length, this.provided.blockSize),
+            0n,
+            0,
+            IOSQE_BUFFER_SELECT,
+          );
         // Length 0 is a bufferless wait: POLL_ADD(POLLIN) completes once data or EOF is there.
         if (op.length === 0)
           return this.startOp('recv', op, OP_POLL_ADD, op.sock, 0n, 0, 0n, POLLIN);

@@ -52,6 +52,7 @@ export const EAGAIN = 11;
 export const EBUSY = 16;
 export const EINVAL = 22;
 export const EMFILE = 24;
+export const ENOBUFS = 105;
 export const ECONNABORTED = 103;
 export const ECONNRESET = 104;
 export const ENOSYS = 38;

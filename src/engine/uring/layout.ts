@@ -51,6 +51,8 @@ export const ENTER_GETEVENTS = 1 << 0;
 /** struct io_uring_sqe (64 B). */
 export const SQE_SIZE = 64;
 export const SQE_OPCODE = 0; // u8 (flags u8 @1, ioprio u16 @2)
+/** IOSQE_BUFFER_SELECT: the kernel picks the recv's buffer from the group in buf_group. */
+export const IOSQE_BUFFER_SELECT = 1 << 5;
 export const SQE_FD = 4; // s32
 export const SQE_OFF = 8; // u64: off / addr2
 export const SQE_ADDR = 16; // u64
@@ -64,6 +66,19 @@ export const CQE_SIZE = 16;
 export const CQE_USER_DATA = 0;
 export const CQE_RES = 8;
 export const CQE_FLAGS = 12;
+/** The CQE names a provided buffer: its id is flags >>> CQE_BUFFER_SHIFT. */
+export const CQE_F_BUFFER = 1 << 0;
+export const CQE_BUFFER_SHIFT = 16;
+
+/**
+ * Provided-buffer rings (5.19+): io_uring_register(REGISTER_PBUF_RING, struct io_uring_buf_reg).
+ * The ring is page-aligned memory of `entries` struct io_uring_buf {u64 addr; u32 len; u16 bid;
+ * u16 resv}; the tail we publish is the u16 at byte 14 (the first entry's resv).
+ */
+export const REGISTER_PBUF_RING = 22;
+export const BUF_REG_SIZE = 40; // u64 ring_addr, u32 ring_entries, u16 bgid, u16 flags, u64 resv[3]
+export const BUF_ENTRY_SIZE = 16;
+export const BUF_RING_TAIL = 14;
 
 export const OP_NOP = 0;
 export const OP_POLL_ADD = 6;
@@ -104,6 +119,8 @@ export const HDR_RES = 0; // s32: -EINPROGRESS while in the kernel
 export const HDR_BYTES = 4; // u32: bytes transferred (for posted NOPs: the posted count)
 export const HDR_FD = 8; // s32: fd the op was submitted on (the listener for accepts), -1 for NOPs
 export const HDR_OPCODE = 12; // u8: IORING_OP_*
+/** u16: 1 + the id of the provided buffer the kernel filled (from the CQE's flags); 0: none. */
+export const HDR_BUFFER = 14;
 export const HDR_KEY = 16; // u64: the fd's emulated completion key when the op was started
 export const HDR_SOCKADDR = 24; // connect's target sockaddr (≤ 28 B); the kernel reads it at submit
 export const RECORD_HEADER_SIZE = 64;

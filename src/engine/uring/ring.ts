@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { BackendError } from '../backend.js';
 import { EACCES, EBADF, EINVAL, ENOSYS, EOPNOTSUPP, EPERM, errnoName } from './errors.js';
 import {
+  CQE_FLAGS,
   CQE_RES,
   CQE_SIZE,
   CQE_USER_DATA,
@@ -282,6 +283,9 @@ export class Ring {
     off: bigint,
     opFlags: number,
     userData: bigint,
+    /** IOSQE_* flags (IOSQE_BUFFER_SELECT), and the buffer group such a recv picks from. */
+    sqeFlags = 0,
+    bufGroup = 0,
   ): boolean {
     if (this.closed) throw new BackendError('io_uring', EBADF, 'EBADF', 'ring closed');
     if (this.pending() >= this.sqEntries) return false;
@@ -290,21 +294,29 @@ export class Ring {
     const d = (i * SQE_SIZE) / 8;
     const u32 = this.sqe32;
     const u64 = this.sqe64;
-    u32[w] = opcode; // SQE_OPCODE; flags and ioprio (bytes 1..3) stay 0
+    u32[w] = opcode | (sqeFlags << 8); // SQE_OPCODE, SQE_FLAGS; ioprio (bytes 2..3) stays 0
     u32[w + SQE_FD / 4] = fd;
     u64[d + SQE_OFF / 8] = off;
     u64[d + SQE_ADDR / 8] = addr;
     u32[w + SQE_LEN / 4] = len;
     u32[w + SQE_OP_FLAGS / 4] = opFlags;
     u64[d + SQE_USER_DATA / 8] = userData;
-    // buf_index, personality, splice_fd_in, addr3 and padding: bytes 40..63.
-    u64[d + SQE_BUF_INDEX / 8] = 0n;
+    // buf_group (a u16), personality, splice_fd_in, addr3 and padding: bytes 40..63.
+    u32[w + SQE_BUF_INDEX / 4] = bufGroup;
+    u32[w + SQE_BUF_INDEX / 4 + 1] = 0;
     u64[d + 6] = 0n;
     u64[d + 7] = 0n;
     this.sqTail = (this.sqTail + 1) >>> 0;
     // The kernel reads the tail with acquire semantics; the SQE stores above come first.
     Atomics.store(this.sq, this.sqTailAt, this.sqTail);
     return true;
+  }
+
+  /** io_uring_register(opcode, arg, nrArgs); returns its result, or -errno. */
+  register(opcode: number, arg: Buffer, nrArgs: number): number {
+    if (this.closed) throw new BackendError('io_uring_register', EBADF, 'EBADF', 'ring closed');
+    const r = sys.io_uring_register(sys.SYS_io_uring_register, this.fd, opcode, arg, nrArgs);
+    return r < 0 ? -sys.errno() : r;
   }
 
   /** io_uring_enter; returns its result, or -errno. */
@@ -323,10 +335,10 @@ export class Ring {
   }
 
   /**
-   * Hands up to `max` CQEs to `fn(userDataLo, userDataHi, res)` and releases their slots. An
+   * Hands up to `max` CQEs to `fn(userDataLo, userDataHi, res, flags)` and releases their slots. An
    * entry is consumed before `fn` sees it, so a throwing `fn` never sees the same entry twice.
    */
-  reap(max: number, fn: (lo: number, hi: number, res: number) => void): number {
+  reap(max: number, fn: (lo: number, hi: number, res: number, flags: number) => void): number {
     if (this.closed) return 0;
     const cq = this.cq;
     const tail = Atomics.load(cq, this.cqTailAt);
@@ -338,9 +350,10 @@ export class Ring {
         const lo = cq[w + CQE_USER_DATA / 4] as number;
         const hi = cq[w + CQE_USER_DATA / 4 + 1] as number;
         const res = this.cqSigned[w + CQE_RES / 4] as number;
+        const flags = cq[w + CQE_FLAGS / 4] as number;
         head = (head + 1) >>> 0;
         n++;
-        fn(lo, hi, res);
+        fn(lo, hi, res, flags);
       }
     } finally {
       this.cqHead = head;
