@@ -236,6 +236,7 @@ t.test('every metric the docs name is in the exposition', async (t) => {
     anomalies: { counts: { stray: 0, 'key-mismatch': 0, duplicate: 0 } },
     buffers: { inUse: 0, provided: { available: 256 } },
     stats: { providedExhausted: 0 },
+    splicePipes: { bytes: 0, inUse: 0 },
   });
   const body = (await m.render()).body as string;
   const names = new Set(

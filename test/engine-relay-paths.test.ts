@@ -1,16 +1,20 @@
 // Every data path of the relay carries bytes exactly, in both directions at once, with the
 // half-close passed across: sizes from 0 to 64 MiB through a forward listener to a real
 // upstream, each side checking every byte it received and how its stream ended.
-//  - io_uring: recvs whose buffer the kernel picks from the provided ring (the default); the
+//  - io_uring: recvs whose buffer the kernel picks from the provided ring, and bulk directions
+//    switching to splice through kernel pipes (the default); the same with splicing off
+//    (engine.splicePipes 0: every byte through buffers); the
 //    same with a ring of 2 buffers, so reads keep finding it empty and fall back to buffers of
 //    their own (KEYPORT_TEST_FAULTS=provided-buffers:2); and a kernel before 5.19
 //    (KEYPORT_URING_COMPAT=1: zero-length waits, then reads into the engine's own buffers).
 //  - IOCP: zero-byte WSARecv waits, then reads into the engine's own buffers.
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { join } from 'node:path';
 import t from 'tap';
 import { portOf, request } from './helpers/http.js';
-import { BACKEND, startKeyport } from './helpers/keyport.js';
+import { BACKEND, OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { metric } from './helpers/metrics.js';
 import { until } from './helpers/tcp.js';
 
@@ -120,6 +124,10 @@ async function upstreamServer(results: Map<number, Promise<[Side, Case]>>): Prom
 interface Variant {
   name: string;
   env: Record<string, string>;
+  /** engine settings (a config file). */
+  engine?: Record<string, number>;
+  /** Bulk directions splice through kernel pipes. */
+  splices: boolean;
   /** Provided-ring size expected at rest, or null where there is none. */
   provided: number | null;
   exhausts: boolean;
@@ -129,25 +137,45 @@ const VARIANTS: Variant[] =
   BACKEND === 'uring'
     ? [
         {
-          name: 'provided buffers (the kernel picks each recv buffer)',
+          name: 'provided buffers, bulk directions spliced through kernel pipes (the default)',
           env: {},
+          splices: true,
+          provided: 256,
+          exhausts: false,
+        },
+        {
+          name: 'provided buffers, splicing off (engine.splicePipes 0)',
+          env: {},
+          engine: { splicePipes: 0 },
+          splices: false,
           provided: 256,
           exhausts: false,
         },
         {
           name: 'a provided ring of 2: reads find it empty and use buffers of their own',
           env: { KEYPORT_TEST_FAULTS: 'provided-buffers:2' },
+          engine: { splicePipes: 0 },
+          splices: false,
           provided: 2,
           exhausts: true,
         },
         {
-          name: 'a kernel before 5.19 (KEYPORT_URING_COMPAT=1): waits, then own buffers',
+          name: 'a kernel before 5.19 (KEYPORT_URING_COMPAT=1): waits, own buffers, then splice',
           env: { KEYPORT_URING_COMPAT: '1' },
+          splices: true,
           provided: null,
           exhausts: false,
         },
       ]
-    : [{ name: 'zero-byte waits, then own buffers', env: {}, provided: null, exhausts: false }];
+    : [
+        {
+          name: 'zero-byte waits, then own buffers',
+          env: {},
+          splices: false,
+          provided: null,
+          exhausts: false,
+        },
+      ];
 
 for (const v of VARIANTS) {
   t.test(v.name, async (t) => {
@@ -155,7 +183,14 @@ for (const v of VARIANTS) {
     const server = await upstreamServer(upstream);
     t.teardown(() => server.close());
     const target = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-    const k = await startKeyport(['--listener', `127.0.0.1:0=forward:${target}`], { env: v.env });
+    const args = ['--listener', `127.0.0.1:0=forward:${target}`];
+    if (v.engine) {
+      const cfg = join(OUT_DIR, `relay-paths-${process.pid}-${VARIANTS.indexOf(v)}.json`);
+      mkdirSync(OUT_DIR, { recursive: true });
+      writeFileSync(cfg, JSON.stringify({ engine: v.engine }));
+      args.push('--config', cfg);
+    }
+    const k = await startKeyport(args, { env: v.env });
     t.teardown(() => k.stop());
     const port = portOf((await request(k.api, 'GET', '/listeners')).body.items[0].address);
 
@@ -212,6 +247,14 @@ for (const v of VARIANTS) {
     const exhausted = await metric(k.api, 'keyport_provided_buffers_exhausted_total');
     if (v.exhausts) t.ok(exhausted > 0, `reads fell back to own buffers ${exhausted} times`);
     else t.equal(exhausted, 0, 'no read found the provided ring empty');
+    const spliced = await metric(k.api, 'keyport_spliced_bytes_total');
+    if (v.splices) t.ok(spliced > 64 * MiB, `bulk went through kernel pipes: ${spliced} B spliced`);
+    else t.equal(spliced, 0, 'nothing spliced on this path');
+    t.equal(
+      await metric(k.api, 'keyport_splice_pipes'),
+      0,
+      'every pipe closed with its connection',
+    );
     const text = await (await fetch(`${k.api}/metrics`)).text();
     t.notMatch(text, /keyport_completion_errors_total\{op="(recv|send)"/, 'no recv or send failed');
   });

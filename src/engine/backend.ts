@@ -56,6 +56,18 @@ export interface OpData extends RecordMemory {
    * provided pool when data arrives (up to `length` bytes) and the completion names it.
    */
   readonly selectBuffer: boolean;
+  /**
+   * recv/send through a pipe instead of a buffer (io_uring splice): a recv moves up to `length`
+   * bytes from the socket into this pipe's write end, a send moves `length` bytes from this
+   * pipe's read end to the socket. -1: not spliced.
+   */
+  readonly splice: Sock;
+}
+
+/** A kernel pipe a relay direction moves its bytes through (splice: no copy to user memory). */
+export interface KernelPipe {
+  readonly read: Sock;
+  readonly write: Sock;
 }
 
 /**
@@ -146,6 +158,12 @@ export interface Backend extends PinnedAllocator {
    * start().
    */
   provideBuffers?(blockSize: number): ProvidedBufferPool | null;
+  /**
+   * A pipe for splicing socket to socket (io_uring), or null where the backend cannot splice
+   * (IOCP) or the system refuses a pipe (descriptor limit): the relay then keeps its buffers.
+   */
+  createPipe?(): KernelPipe | null;
+  closePipe?(pipe: KernelPipe): void;
   /** Ties the socket to the completion port (or the emulated key table) under `key`. */
   associate(sock: Sock, key: bigint): void;
 

@@ -234,6 +234,7 @@ export class Connection implements OpOwner {
 
   private tryFinishClose(): void {
     if (this.state !== 'closing' || this.opsInFlight > 0) return;
+    for (const p of this.pipes) p.dispose();
     for (const ep of this.endpoints) {
       this.core.backend.closeSocket(ep.sock, this.abortive);
       this.core.releaseKey(ep.key);

@@ -75,6 +75,7 @@ export interface OpSnapshot {
   ageMs: number;
   bufferSize: number | null;
   bufferSelect: boolean;
+  splice: boolean;
 }
 
 export interface ConnectionFilter {
@@ -232,6 +233,7 @@ export class EngineControl {
         ageMs: age,
         bufferSize: rec.buffer ? rec.buffer.bytes.byteLength : null,
         bufferSelect: rec.selectBuffer,
+        splice: rec.splice >= 0,
       });
     }
     return out;

@@ -7,6 +7,7 @@ import type { KeyEntry, KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
+import type { SplicePipes } from './splice.js';
 
 /** An object that starts ops and is told when each completes (after its dequeue). */
 export interface OpOwner {
@@ -24,6 +25,7 @@ export type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
 export interface EngineCore {
   readonly backend: Backend;
   readonly buffers: BufferPool;
+  readonly splicePipes: SplicePipes | null;
   readonly traceDepth: number;
   /** A record for a new op on the socket of `key`; fill in its arguments, then submit it. */
   newOp(kind: OpKind, key: KeyEntry, owner: OpOwner): OpRecord;

@@ -31,6 +31,7 @@ import {
   type ListenerConfig,
 } from './options.js';
 import { OpPool, type OpRecord } from './records.js';
+import { SplicePipes } from './splice.js';
 import { keyAsDequeued } from './trace.js';
 
 /** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
@@ -88,6 +89,8 @@ export class Engine implements EngineCore, CompletionSink {
   readonly keys = new KeyTable();
   readonly ops: OpPool;
   readonly buffers: BufferPool;
+  /** Kernel pipes for splicing bulk directions (io_uring), or null. */
+  readonly splicePipes: SplicePipes | null;
   readonly traceDepth: number;
   readonly listeners = new Map<string, Listener>();
   readonly connections = new Map<string, Connection>();
@@ -145,6 +148,8 @@ export class Engine implements EngineCore, CompletionSink {
       backend.provideBuffers?.(bufferSize) ?? null,
     );
     this.ops = new OpPool(backend, backend.recordHeaderSize, this.buffers);
+    const pipes = config.splicePipes ?? ENGINE_DEFAULTS.splicePipes;
+    this.splicePipes = pipes > 0 && backend.createPipe ? new SplicePipes(backend, pipes) : null;
     this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
     this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
     this.parkAfterMs = config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs;

@@ -57,6 +57,11 @@ export interface EngineConfig {
   inlineBudgetMs?: number;
   /** A buffered read pending this long is swapped for a bufferless wait (idle memory). */
   parkAfterMs?: number;
+  /**
+   * io_uring: bulk relay directions may splice through kernel pipes, up to this many pipes at
+   * once (two descriptors each); 0 turns splicing off (every byte through buffers).
+   */
+  splicePipes?: number;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -64,4 +69,5 @@ export const ENGINE_DEFAULTS = {
   traceDepth: 16,
   inlineBudgetMs: 4,
   parkAfterMs: 1000,
+  splicePipes: 1024,
 } as const;

@@ -10,12 +10,20 @@
 // replaced by a wait ("parking"), which returns its buffer. When every provided buffer is in
 // use, the next read takes a buffer of the engine's own pool instead.
 //
+// Bulk (io_uring): a direction whose reads keep filling whole buffers switches, between a
+// delivered buffer and its next read, to splicing through a kernel pipe: socket → pipe (a recv
+// op), pipe → socket (a send op, repeated until the pipe is empty). It splices straight on
+// after a full chunk and waits (bufferless) first otherwise, so a splice never sits blocked in
+// the kernel on a quiet socket. The pipe is closed with the connection.
+//
 // The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
 // and whichever record holds it last returns it when the record is released.
+import type { KernelPipe } from './backend.js';
 import type { Connection, Endpoint } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { PinnedBlock } from './pinned.js';
 import type { OpRecord } from './records.js';
+import { SPLICE_AFTER_FULL_READS, SPLICE_CHUNK } from './splice.js';
 
 export class Pipe implements OpOwner {
   /** Nothing more goes this way: the source's EOF was passed on (FIN), or reading stopped. */
@@ -29,6 +37,10 @@ export class Pipe implements OpOwner {
   private flowing = false;
   /** The provided buffers ran out: the next read brings a buffer of its own. */
   private ownBuffer = false;
+  /** Consecutive reads that filled their whole buffer (bulk: time to splice). */
+  private fullReads = 0;
+  /** The kernel pipe this direction splices through, once it does. */
+  private kpipe: KernelPipe | null = null;
   /** The pending read (a wait or a buffered recv), while there is one. */
   private readRec: OpRecord | null = null;
 
@@ -50,7 +62,13 @@ export class Pipe implements OpOwner {
     }
     const rec = this.core.newOp('recv', this.from.key, this);
     const provided = this.core.buffers.provided;
-    if (provided && !this.ownBuffer) {
+    if (this.kpipe) {
+      // Splice now after a full chunk (more is likely there); else wait for data first.
+      if (this.flowing) {
+        rec.splice = this.kpipe.write;
+        rec.length = SPLICE_CHUNK;
+      }
+    } else if (provided && !this.ownBuffer) {
       rec.selectBuffer = true;
       rec.length = provided.blockSize;
     } else if (this.flowing || this.ownBuffer) {
@@ -63,9 +81,10 @@ export class Pipe implements OpOwner {
     this.core.submit(rec);
   }
 
-  private write(buf: PinnedBlock, offset: number): void {
+  private write(buf: PinnedBlock | null, offset: number): void {
     const rec = this.core.newOp('send', this.to.key, this);
-    rec.buffer = buf;
+    if (buf) rec.buffer = buf;
+    else rec.splice = (this.kpipe as KernelPipe).read; // the bytes are in the pipe
     rec.offset = offset;
     rec.length = this.fill - offset;
     this.core.submit(rec);
@@ -130,7 +149,7 @@ export class Pipe implements OpOwner {
       else conn.pipeDone();
       return;
     }
-    if (!rec.buffer && !rec.selectBuffer) {
+    if (!rec.buffer && !rec.selectBuffer && rec.splice < 0) {
       // A wait completed: data or EOF is there. Once stopping, nothing was read: nothing lost.
       if (this.stopping) {
         this.finish();
@@ -148,17 +167,29 @@ export class Pipe implements OpOwner {
       else this.finish();
       return;
     }
+    if (rec.splice >= 0) {
+      // Spliced into the pipe: move them on; a short chunk means the socket is drained.
+      if (bytes < SPLICE_CHUNK) this.flowing = false;
+      this.accept(bytes);
+      this.write(null, 0);
+      return;
+    }
     if (!rec.buffer) {
       // A selected recv that read bytes names its buffer: without one the bytes are lost.
       conn.failed('recv', this.from, this.core.backend.codes.invalidArgument);
       return;
     }
-    conn.touch();
-    conn.progress(bytes);
-    this.from.bytesIn += bytes;
-    this.fill = bytes;
+    this.fullReads = bytes === rec.length ? this.fullReads + 1 : 0;
+    this.accept(bytes);
     // Bytes read are accepted: they are written even while stopping.
     this.write(rec.takeBuffer() as PinnedBlock, 0);
+  }
+
+  private accept(bytes: number): void {
+    this.conn.touch();
+    this.conn.progress(bytes);
+    this.from.bytesIn += bytes;
+    this.fill = bytes;
   }
 
   private sendDone(rec: OpRecord, code: number, bytes: number): void {
@@ -177,12 +208,33 @@ export class Pipe implements OpOwner {
     conn.progress(bytes);
     this.to.bytesOut += bytes;
     this.bytes += bytes;
+    if (rec.splice >= 0) {
+      const splicer = this.core.splicePipes as NonNullable<typeof this.core.splicePipes>;
+      splicer.bytes += bytes;
+      if (bytes === 0) {
+        // A splice that moved nothing would repeat forever: the bytes in the pipe are lost.
+        conn.failed('send', this.to, this.core.backend.codes.invalidArgument);
+        return;
+      }
+    }
     const next = rec.offset + bytes;
     if (next < this.fill) {
-      this.write(rec.takeBuffer() as PinnedBlock, next); // the rest goes before any new read
+      this.write(rec.takeBuffer(), next); // the rest goes before any new read
       return;
     }
+    // Between a delivered buffer and the next read: a bulk direction may switch to splicing.
+    if (!this.kpipe && this.fullReads >= SPLICE_AFTER_FULL_READS && this.core.splicePipes) {
+      this.kpipe = this.core.splicePipes.acquire();
+      if (this.kpipe) this.flowing = true;
+    }
     this.read(); // the record returns the drained buffer when it is released
+  }
+
+  /** The connection is closed and no op is in flight: the pipe goes. */
+  dispose(): void {
+    if (!this.kpipe) return;
+    this.core.splicePipes?.release(this.kpipe);
+    this.kpipe = null;
   }
 
   /** No more to relay this way: carry the half-close across with shutdown(SD_SEND). */

@@ -50,6 +50,8 @@ export class OpRecord implements OpData {
   peer: SocketAddress | null = null;
   /** recv: the kernel picks the buffer when data arrives (provided buffers). */
   selectBuffer = false;
+  /** recv/send through this pipe fd (splice) instead of a buffer; -1: none. */
+  splice: Sock = -1;
   // ---- what the engine knows of it ----
   /** Finished inline and waiting in the engine's queue: no packet may come for it. */
   inlineQueued = false;
@@ -191,6 +193,7 @@ export class OpPool {
     rec.length = 0;
     rec.peer = null;
     rec.selectBuffer = false;
+    rec.splice = -1;
     rec.parking = false;
     rec.cancelRequested = false;
     rec.inlineQueued = false;

@@ -167,6 +167,14 @@ export const ConfigFile = Type.Object(
               description: 'Completions kept per connection for its trace (default 16)',
             }),
           ),
+          splicePipes: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 65_536,
+              description:
+                'io_uring: a relay direction that keeps filling whole buffers moves its bytes socket to pipe to socket with splice (no copy to user memory); at most this many pipes at once, two descriptors each; 0 = never splice (default 1024)',
+            }),
+          ),
           parkAfterMs: Type.Optional(
             Type.Integer({
               minimum: 10,

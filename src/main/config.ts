@@ -216,6 +216,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   if (file.engine?.bufferSize) engine.bufferSize = file.engine.bufferSize;
   if (file.engine?.traceDepth) engine.traceDepth = file.engine.traceDepth;
   if (file.engine?.parkAfterMs) engine.parkAfterMs = file.engine.parkAfterMs;
+  if (file.engine?.splicePipes !== undefined) engine.splicePipes = file.engine.splicePipes;
 
   return {
     api,

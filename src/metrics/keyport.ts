@@ -29,6 +29,7 @@ export interface MetricsEngine {
     readonly provided: { readonly available: number } | null;
   };
   readonly stats: { readonly providedExhausted: number };
+  readonly splicePipes: { readonly bytes: number; readonly inUse: number } | null;
 }
 
 interface ListenerLike {
@@ -173,6 +174,22 @@ export class KeyportMetrics implements EngineObserver {
         'Reads that found every io_uring provided buffer in use and read into a buffer of their own instead',
         'counter',
         () => [{ labels: {}, value: this.engine.stats.providedExhausted }],
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_spliced_bytes_total',
+        'Bytes relayed by splice through kernel pipes (io_uring bulk directions), never copied to user memory; also counted in keyport_bytes_total',
+        'counter',
+        () => [{ labels: {}, value: this.engine.splicePipes?.bytes ?? 0 }],
+      ),
+    );
+    x.add(
+      new CollectedFamily(
+        'keyport_splice_pipes',
+        'Kernel pipes open for splicing relay directions (two descriptors each)',
+        'gauge',
+        () => [{ labels: {}, value: this.engine.splicePipes?.inUse ?? 0 }],
       ),
     );
     x.add(

@@ -155,6 +155,10 @@ export const OpView = Type.Object(
         'A recv whose buffer the kernel picks when data arrives (io_uring provided buffers): ' +
         'it holds none while it waits',
     }),
+    splice: Type.Boolean({
+      description:
+        'The op moves bytes between its socket and a kernel pipe (io_uring splice of a bulk relay direction): no buffer',
+    }),
   },
   { $id: 'Op' },
 );

@@ -10,6 +10,7 @@ import {
   type Backend,
   BackendError,
   type CompletionSink,
+  type KernelPipe,
   type OpData,
   PENDING,
   type RecordLookup,
@@ -51,6 +52,7 @@ import {
   HDR_RES,
   HDR_SOCKADDR,
   IOSQE_BUFFER_SELECT,
+  NO_OFFSET,
   OP_ACCEPT,
   OP_ASYNC_CANCEL,
   OP_CONNECT,
@@ -58,8 +60,10 @@ import {
   OP_POLL_ADD,
   OP_RECV,
   OP_SEND,
+  OP_SPLICE,
   POLLIN,
   RECORD_HEADER_SIZE,
+  SPLICE_F_MOVE,
   SQ_CQ_OVERFLOW,
   SQ_TASKRUN,
 } from './layout.js';
@@ -135,6 +139,8 @@ export class UringBackend implements Backend {
   /** Why provided buffers are not used, when they are not (for the log and /stats). */
   providedRefusal: string | null = null;
   private readonly compat: boolean;
+  /** IORING_OP_SPLICE is there (5.7+); asked of the probe once, when a pipe is first wanted. */
+  private canSplice: boolean | undefined = undefined;
   private sink: CompletionSink | null = null;
   /** Must stay referenced: a collected poll handle closes itself and the process may exit. */
   private pollHandle: sys.PollHandle | null = null;
@@ -210,6 +216,19 @@ export class UringBackend implements Backend {
       this.providedRefusal = `the kernel refused a provided-buffer ring: ${errnoName(err.errno)}`;
     }
     return this.provided;
+  }
+
+  createPipe(): KernelPipe | null {
+    this.canSplice ??= this.ring.supports(OP_SPLICE);
+    if (!this.canSplice) return null;
+    const fds = new Int32Array(2);
+    if (sys.pipe2(fds, sys.O_CLOEXEC) !== 0) return null;
+    return { read: fds[0] as number, write: fds[1] as number };
+  }
+
+  closePipe(pipe: KernelPipe): void {
+    sys.close(pipe.read);
+    sys.close(pipe.write);
   }
 
   allocPinned(size: number): PinnedBlock {
@@ -323,7 +342,7 @@ export class UringBackend implements Backend {
     let bytes = 0;
     if (op === OP_NOP) bytes = v.getUint32(HDR_BYTES, true);
     else {
-      if (res > 0 && (op === OP_RECV || op === OP_SEND)) bytes = res;
+      if (res > 0 && (op === OP_RECV || op === OP_SEND || op === OP_SPLICE)) bytes = res;
       v.setUint32(HDR_BYTES, bytes, true);
     }
     const key = v.getBigUint64(HDR_KEY, true);
@@ -406,11 +425,13 @@ export class UringBackend implements Backend {
     opFlags: number,
     userData: bigint,
     sqeFlags = 0,
+    spliceFdIn = 0,
   ): void {
     const ring = this.ring;
-    if (ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, PROVIDED_GROUP)) return;
+    const g = PROVIDED_GROUP;
+    if (ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, g, spliceFdIn)) return;
     this.enterRing(false); // SQ full: hand it to the kernel, then there is room
-    if (!ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, PROVIDED_GROUP)) {
+    if (!ring.push(opcode, fd, addr, len, off, opFlags, userData, sqeFlags, g, spliceFdIn)) {
       this.fail('io_uring(sq)', EBUSY, 'submission queue full');
     }
   }
@@ -426,18 +447,21 @@ export class UringBackend implements Backend {
     off: bigint,
     opFlags: number,
     sqeFlags = 0,
+    /** splice: the fd the bytes come from; the op's own socket (for its key) is `keyFd`. */
+    spliceFdIn = 0,
+    keyFd = fd,
   ): StartResult {
     if (this.stopping) return ECANCELED;
-    const key = this.keys.get(fd);
-    if (key === undefined) this.fail(call, EBADF, `fd ${fd} is not associated with a key`);
+    const key = this.keys.get(keyFd);
+    if (key === undefined) this.fail(call, EBADF, `fd ${keyFd} is not associated with a key`);
     const v = rec.view;
     v.setInt32(HDR_RES, -EINPROGRESS, true);
     v.setUint32(HDR_BYTES, 0, true);
-    v.setInt32(HDR_FD, fd, true);
+    v.setInt32(HDR_FD, keyFd, true);
     v.setUint8(HDR_OPCODE, opcode);
     v.setUint16(HDR_BUFFER, 0, true);
     v.setBigUint64(HDR_KEY, key, true);
-    this.push(opcode, fd, addr, len, off, opFlags, rec.addr, sqeFlags);
+    this.push(opcode, fd, addr, len, off, opFlags, rec.addr, sqeFlags, spliceFdIn);
     this.inKernel++;
     this.scheduleFlush();
     return PENDING;
@@ -570,6 +594,9 @@ export class UringBackend implements Backend {
         return this.startOp('connect', op, OP_CONNECT, op.sock, sa, 0, BigInt(len), 0);
       }
       case 'recv':
+        // Socket → pipe, in the kernel. The socket is blocking (io_uring needs no O_NONBLOCK):
+        // the relay splices only when data is there (after a wait, or after a full chunk).
+        if (op.splice >= 0) return this.spliceOp('recv', op, op.sock, op.splice);
         // The kernel picks the buffer from the provided ring when data arrives.
         if (op.selectBuffer && this.provided)
           return this.startOp(
@@ -588,6 +615,8 @@ export class UringBackend implements Backend {
           return this.startOp('recv', op, OP_POLL_ADD, op.sock, 0n, 0, 0n, POLLIN);
         return this.startOp('recv', op, OP_RECV, op.sock, op.bufAddr, op.length, 0n, 0);
       case 'send':
+        // Pipe → socket: completes with what it moved (the relay splices the rest again).
+        if (op.splice >= 0) return this.spliceOp('send', op, op.splice, op.sock);
         // WAITALL: like WSASend, the op completes when all of it is sent (or on error).
         return this.startOp(
           'send',
@@ -602,6 +631,24 @@ export class UringBackend implements Backend {
       default:
         throw new Error(`uring: ${op.kind} is not an op this backend submits`);
     }
+  }
+
+  /** IORING_OP_SPLICE of up to `op.length` bytes from `from` to `to` (no offsets: socket, pipe). */
+  private spliceOp(call: string, op: OpData, from: number, to: number): StartResult {
+    const n = op.length;
+    return this.startOp(
+      call,
+      op,
+      OP_SPLICE,
+      to,
+      NO_OFFSET,
+      n,
+      NO_OFFSET,
+      SPLICE_F_MOVE,
+      0,
+      from,
+      op.sock,
+    );
   }
 
   /** The accepted connection's fd, from the CQE result; -1 if the accept failed. */

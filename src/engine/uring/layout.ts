@@ -89,6 +89,12 @@ export const OP_ASYNC_CANCEL = 14;
 export const OP_CONNECT = 16;
 export const OP_SEND = 26;
 export const OP_RECV = 27;
+/** splice(2) between a socket and a pipe (5.7+): bytes move in the kernel, never to user memory. */
+export const OP_SPLICE = 30;
+/** splice flags (in the SQE's op_flags): move pages rather than copy where the kernel can. */
+export const SPLICE_F_MOVE = 1;
+/** No offset on either side (sockets and pipes have none): (u64)-1 in off and splice_off_in. */
+export const NO_OFFSET = 0xffff_ffff_ffff_ffffn;
 export const REQUIRED_OPS = [
   OP_NOP,
   OP_POLL_ADD,

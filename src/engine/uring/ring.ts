@@ -244,6 +244,15 @@ export class Ring {
 
   /** Opcodes keyport needs that the kernel's probe does not report as supported. */
   private missingOps(): number[] {
+    return this.unsupported(REQUIRED_OPS);
+  }
+
+  /** Whether the kernel's probe reports `op` as supported. */
+  supports(op: number): boolean {
+    return this.unsupported([op]).length === 0;
+  }
+
+  private unsupported(ops: readonly number[]): number[] {
     const probe = Buffer.alloc(PROBE_SIZE);
     const rc = sys.io_uring_register(
       sys.SYS_io_uring_register,
@@ -254,7 +263,7 @@ export class Ring {
     );
     if (rc < 0) return []; // no probe (< 5.6): let the ops fail with their own errors
     const last = probe.readUInt8(PROBE_LAST_OP);
-    return REQUIRED_OPS.filter(
+    return ops.filter(
       (op) =>
         op > last || (probe.readUInt16LE(16 + op * 8 + PROBE_OP_FLAGS) & PROBE_OP_SUPPORTED) === 0,
     );
@@ -286,6 +295,8 @@ export class Ring {
     /** IOSQE_* flags (IOSQE_BUFFER_SELECT), and the buffer group such a recv picks from. */
     sqeFlags = 0,
     bufGroup = 0,
+    /** IORING_OP_SPLICE: the fd bytes come from (the SQE's fd is where they go). */
+    spliceFdIn = 0,
   ): boolean {
     if (this.closed) throw new BackendError('io_uring', EBADF, 'EBADF', 'ring closed');
     if (this.pending() >= this.sqEntries) return false;
@@ -303,7 +314,7 @@ export class Ring {
     u64[d + SQE_USER_DATA / 8] = userData;
     // buf_group (a u16), personality, splice_fd_in, addr3 and padding: bytes 40..63.
     u32[w + SQE_BUF_INDEX / 4] = bufGroup;
-    u32[w + SQE_BUF_INDEX / 4 + 1] = 0;
+    u32[w + SQE_BUF_INDEX / 4 + 1] = spliceFdIn;
     u64[d + 6] = 0n;
     u64[d + 7] = 0n;
     this.sqTail = (this.sqTail + 1) >>> 0;

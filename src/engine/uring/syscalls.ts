@@ -47,6 +47,12 @@ export const mmap = libc.func(
 );
 export const munmap = libc.func('int munmap(void *addr, size_t len)');
 export const close = libc.func('int close(int fd)');
+/** pipe2(fds[2], flags): fds[0] the read end, fds[1] the write end. */
+export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)') as unknown as (
+  fds: Int32Array,
+  flags: number,
+) => number;
+export const O_CLOEXEC = 0x80000;
 export const socket = libc.func('int socket(int domain, int type, int protocol)');
 export const setsockopt = libc.func(
   'int setsockopt(int fd, int level, int name, void *value, uint32_t len)',
