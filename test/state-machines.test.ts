@@ -625,17 +625,23 @@ test(
       t.equal(r.fake.pending('accept').length, 1, 'the accept chain goes on');
       t.ok(r.logs.some((l) => l.msg === 'cannot set up accepted socket'));
     });
-    test(t, 'the peer address cannot be read (socket already associated)', async (t) => {
-      const r = await rig(t, { listener: { acceptDepth: 1 } });
-      const op = r.fake.one('accept');
-      r.fake.failNext('peerAddress', CODES.noBufs, 1, op.acceptSock);
-      r.fake.complete(op);
-      t.equal(r.fake.calls('associate', op.acceptSock).length, 1);
-      t.same(closes(r, op.acceptSock), [true]);
-      t.same(r.seen.closed, []);
-      t.equal(r.engine.keys.size, 2);
-      t.equal(r.fake.pending('accept').length, 1);
-    });
+    test(
+      t,
+      'the peer address cannot be read: the connection goes on, its address unknown',
+      async (t) => {
+        const r = await rig(t, { listener: { acceptDepth: 1 } });
+        const op = r.fake.one('accept');
+        r.fake.failNext('peerAddress', CODES.noBufs, 1, op.acceptSock);
+        r.fake.complete(op);
+        t.equal(r.fake.calls('associate', op.acceptSock).length, 1);
+        t.equal(r.seen.opened.length, 1, 'announced');
+        const conn = [...r.engine.connections.values()][0];
+        t.equal(conn?.client.remote, null, 'asked on first use: unreadable is null, not a failure');
+        t.equal(conn?.state, 'open');
+        t.same(closes(r, op.acceptSock), [], 'not closed');
+        t.equal(r.fake.pending('accept').length, 1);
+      },
+    );
     test(
       t,
       'forward: the upstream socket cannot be created (the connection was opened)',

@@ -17,19 +17,57 @@ import { CompletionTrace } from './trace.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
 
+/** Where an endpoint asks its addresses from (the backend). */
+export interface AddressSource {
+  localAddress(sock: number): SocketAddress | null;
+  peerAddress(sock: number): SocketAddress | null;
+}
+
 export class Endpoint {
   bytesIn = 0;
   bytesOut = 0;
   /** keyport shut this socket's sending side (its FIN is out). */
   sendShut = false;
-  local: SocketAddress | null = null;
-  remote: SocketAddress | null = null;
+  /** The handle was closed: it may name another socket now, so nothing more is asked of it. */
+  closed = false;
+  // Asked of the socket on first use (a view, an event), not per connection: two system calls
+  // and three objects fewer for each connection nobody looks at.
+  private localAddr: SocketAddress | null | undefined = undefined;
+  private remoteAddr: SocketAddress | null | undefined = undefined;
 
   constructor(
     readonly side: 'client' | 'upstream',
     readonly sock: number,
     readonly key: KeyEntry,
+    private readonly addresses: AddressSource,
   ) {}
+
+  get local(): SocketAddress | null {
+    if (this.localAddr === undefined && !this.closed)
+      this.localAddr = ask(() => this.addresses.localAddress(this.sock));
+    return this.localAddr ?? null;
+  }
+
+  /** null when it cannot be read (a peer that already reset: getpeername says ENOTCONN). */
+  get remote(): SocketAddress | null {
+    if (this.remoteAddr === undefined && !this.closed)
+      this.remoteAddr = ask(() => this.addresses.peerAddress(this.sock));
+    return this.remoteAddr ?? null;
+  }
+
+  /** Known without asking (the upstream's target). */
+  set remote(addr: SocketAddress | null) {
+    this.remoteAddr = addr;
+  }
+}
+
+/** An address that cannot be read is unknown (null), never a failure of the connection. */
+function ask(read: () => SocketAddress | null): SocketAddress | null {
+  try {
+    return read();
+  } catch {
+    return null;
+  }
 }
 
 export function formatSocketAddress(a: SocketAddress | null): string | null {
@@ -124,7 +162,7 @@ export class Connection implements OpOwner {
       sock = backend.createSocket(addr.family);
       backend.bindAny(sock, addr.family);
       const key = this.core.assignKey(sock, { kind: 'connection', id: this.id, side: 'upstream' });
-      this.upstream = new Endpoint('upstream', sock, key);
+      this.upstream = new Endpoint('upstream', sock, key, backend);
       backend.associate(sock, key.key);
     } catch (err) {
       if (!this.upstream && sock !== -1) backend.closeSocket(sock, true);
@@ -171,7 +209,6 @@ export class Connection implements OpOwner {
     const backend = this.core.backend;
     const uc = backend.finishConnect(up.sock);
     if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
-    up.local = backend.localAddress(up.sock);
     this.state = 'open';
     this.touch();
     this.pipes = [
@@ -236,6 +273,7 @@ export class Connection implements OpOwner {
     if (this.state !== 'closing' || this.opsInFlight > 0) return;
     for (const p of this.pipes) p.dispose();
     for (const ep of this.endpoints) {
+      ep.closed = true;
       this.core.backend.closeSocket(ep.sock, this.abortive);
       this.core.releaseKey(ep.key);
     }

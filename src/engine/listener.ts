@@ -164,12 +164,10 @@ export class Listener implements OpOwner {
     let conn: Connection | null = null;
     try {
       const key = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });
-      const client = new Endpoint('client', s, key);
+      const client = new Endpoint('client', s, key, backend);
       conn = new Connection(this.core, this, this.core.nextConnectionId(), client);
       if (key.owner?.kind === 'connection') key.owner.id = conn.id;
       backend.associate(s, key.key);
-      client.local = backend.localAddress(s);
-      client.remote = backend.peerAddress(s);
     } catch (err) {
       this.core.log(
         'error',
