@@ -809,7 +809,11 @@
 
   /** Stuck ops over the whole engine: /ops/summary counts those older than the threshold. */
   function stuckCount() {
-    const older = state.opsSummary?.olderThan?.byKind ?? {};
+    const olderThan = state.opsSummary?.olderThan;
+    // The threshold just changed: count the ops loaded until the next poll brings the count.
+    if (!olderThan || olderThan.ms !== Math.round(state.stuckMs))
+      return state.ops.filter(isStuck).length;
+    const older = olderThan.byKind;
     let n = 0;
     for (const [kind, count] of Object.entries(older))
       if (!WAITING_OPS.has(kind) && kind !== 'nop') n += count;
