@@ -96,6 +96,28 @@ names the field, e.g. \`querystring/kind must be equal to constant\`.
 page's shell (\`/\`, \`/ui/…\`). Without a configured token nothing needs one, which is why
 keyport refuses to serve the API beyond loopback without a token.
 
+**Collections are paged.** \`/connections\`, \`/keys\` and \`/ops\` take \`offset\` (≥ 0, default 0)
+and \`limit\` (1–1000, default 100) and answer \`{total, offset, limit, items}\`: \`total\` counts
+every item that matches the filters, across all pages; an \`offset\` past the end gives no items
+and the total. A request builds only the items of its page; counting \`total\` still walks the
+table (O(n), without allocating anything), on the engine's thread. The orders are stable, so
+pages concatenate to the whole set with no duplicate and no gap while nothing changes:
+
+- \`/connections\`: the order the connections opened (oldest first, give or take the upstream
+  connect of forward connections);
+- \`/keys\`: key-table slot order (\`index\` ascending);
+- \`/ops\`: op-record pool slot order (not by age: a new op may take a low slot). For the
+  oldest ops, ask \`GET /ops/summary\`.
+
+**Summaries count without listing.** \`GET /ops/summary\` gives the ops in flight by kind and by
+age bucket (\`<10ms\`, \`<100ms\`, \`<1s\`, \`<10s\`, \`>=10s\`), with \`?olderThanMs=\` the ops at
+least that old by kind (stuck ops: \`send\`, \`connect\`, \`disconnect\` that old), and the
+\`oldest\` (≤ 20, default 10) oldest ops as full op views, oldest first. \`GET
+/connections/summary\` gives connections by listener and by state and the \`top\` (≤ 20, default
+10) oldest and busiest (bytes in + out, client and upstream sides). Each is one pass over the
+table that keeps only the counts and the short lists. The status page polls these and one page
+of each table, never a whole collection.
+
 ## Routes
 
 ${table}

@@ -82,16 +82,20 @@ async function client(kp: Keyport): Promise<{ s: net.Socket; id: string; key: st
   return { s, id: c.id, key: c.key };
 }
 
-async function open(kp: Keyport): Promise<{ page: Page; errors: string[]; foreign: string[] }> {
+async function open(
+  kp: Keyport,
+): Promise<{ page: Page; errors: string[]; foreign: string[]; asked: string[] }> {
   const page = await ctx.newPage();
   const errors: string[] = [];
   const foreign: string[] = [];
+  const asked: string[] = [];
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('request', (r) => {
     if (!r.url().startsWith(`${kp.api}/`) && !r.url().startsWith('data:')) foreign.push(r.url());
+    else asked.push(r.url().slice(kp.api.length));
   });
   await page.goto(`${kp.api}/`);
-  return { page, errors, foreign };
+  return { page, errors, foreign, asked };
 }
 
 async function shot(page: Page, name: string): Promise<void> {
@@ -116,7 +120,7 @@ const rowsOf = (page: Page) =>
 
 // ---- the open engine: traffic, tables, chart, trace, commands ------------------------------
 
-const { page, errors, foreign } = await open(k);
+const { page, errors, foreign, asked } = await open(k);
 const busy = [await client(k), await client(k)];
 const idle = await client(k);
 // Steady traffic on two connections, so the latency chart has something to draw.
@@ -328,6 +332,18 @@ t.test('a send that cannot complete is highlighted as stuck', async (t) => {
 
 t.test('the page loaded nothing from elsewhere and threw nothing', async (t) => {
   t.same(foreign, [], 'every request went to keyport itself');
+  // Issue 15: a poll costs one bounded page per table, never a whole collection.
+  const views = asked.filter((u) => /^\/(connections|keys|ops)(\?|$)/.test(u));
+  t.ok(views.length > 0, 'it polled the tables');
+  const unbounded = views.filter((u) => {
+    const limit = Number(new URL(u, 'http://x').searchParams.get('limit'));
+    return !(limit >= 1 && limit <= 100);
+  });
+  t.same(unbounded, [], 'every table poll asks for a page of at most 100');
+  t.ok(
+    asked.some((u) => u.startsWith('/ops/summary?')),
+    'the op counts come from /ops/summary',
+  );
   t.same(errors, [], 'no page errors');
   await page.close();
 });

@@ -7,6 +7,7 @@ import type { EventListener } from './events.js';
 import { hex64, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
+import type { OpRecord } from './records.js';
 import type { TraceEntry } from './trace.js';
 
 export interface ListenerSnapshot {
@@ -85,6 +86,56 @@ export interface ConnectionFilter {
   limit: number;
 }
 
+export interface Page {
+  offset: number;
+  limit: number;
+}
+
+export interface ConnectionsSummary {
+  total: number;
+  byListener: Record<string, number>;
+  byState: Record<string, number>;
+  oldest: ConnectionSnapshot[];
+  busiest: ConnectionSnapshot[];
+}
+
+/** Age buckets of GET /ops/summary: each counts ops younger than ltMs (the last: the rest). */
+export const AGE_BUCKETS: ReadonlyArray<{ label: string; ltMs: number | null }> = [
+  { label: '<10ms', ltMs: 10 },
+  { label: '<100ms', ltMs: 100 },
+  { label: '<1s', ltMs: 1_000 },
+  { label: '<10s', ltMs: 10_000 },
+  { label: '>=10s', ltMs: null },
+];
+
+export interface OpsSummary {
+  total: number;
+  byKind: Record<string, number>;
+  byAge: Array<{ label: string; ltMs: number | null; count: number }>;
+  olderThan?: { ms: number; byKind: Record<string, number> };
+  oldest: OpSnapshot[];
+}
+
+/**
+ * Keeps `arr` the `n` best items seen so far, best first (`better(a, b)`: a ranks before b);
+ * ties keep the earlier one. n is small (≤ 20), so insertion is cheap and allocates nothing
+ * once full.
+ */
+function keepTop<T>(arr: T[], item: T, n: number, better: (a: T, b: T) => boolean): void {
+  if (arr.length === n && !better(item, arr[n - 1] as T)) return;
+  let i = arr.length < n ? arr.length : n - 1;
+  while (i > 0 && better(item, arr[i - 1] as T)) {
+    arr[i] = arr[i - 1] as T;
+    i--;
+  }
+  arr[i] = item;
+}
+
+function connBytes(c: Connection): number {
+  const up = c.upstream;
+  return c.client.bytesIn + c.client.bytesOut + (up ? up.bytesIn + up.bytesOut : 0);
+}
+
 export interface OpFilter {
   kind?: string;
   minAgeMs?: number;
@@ -155,18 +206,49 @@ export class EngineControl {
     };
   }
 
+  /**
+   * One page of connections in the order they opened (the engine's Map keeps insertion order,
+   * so a page boundary never moves while the set does not change). Counting the matches is O(connections) but allocates nothing; only the page's items
+   * are materialised.
+   */
   connections(filter: ConnectionFilter): { total: number; items: ConnectionSnapshot[] } {
     const now = performance.now();
-    const all = [...this.engine.connections.values()].filter(
-      (c) =>
-        (!filter.listener || c.listener.id === filter.listener) &&
-        (!filter.state || c.state === filter.state),
-    );
+    const end = filter.offset + filter.limit;
+    const items: ConnectionSnapshot[] = [];
+    let total = 0;
+    for (const c of this.engine.connections.values()) {
+      if (filter.listener && c.listener.id !== filter.listener) continue;
+      if (filter.state && c.state !== filter.state) continue;
+      if (total >= filter.offset && total < end) items.push(this.connectionSnapshot(c, now));
+      total++;
+    }
+    return { total, items };
+  }
+
+  /**
+   * Connection counts by listener and by state, and the `top` oldest and busiest (bytes in +
+   * out on both sides) connections. One pass; only the `top` kept are materialised.
+   */
+  connectionsSummary(top: number): ConnectionsSummary {
+    const now = performance.now();
+    const byListener: Record<string, number> = {};
+    const byState: Record<string, number> = {};
+    const oldest: Connection[] = [];
+    const busiest: Connection[] = [];
+    let total = 0;
+    for (const c of this.engine.connections.values()) {
+      total++;
+      byListener[c.listener.id] = (byListener[c.listener.id] ?? 0) + 1;
+      byState[c.state] = (byState[c.state] ?? 0) + 1;
+      if (top > 0) keepTop(oldest, c, top, (a, b) => a.createdAt < b.createdAt);
+      if (top > 0) keepTop(busiest, c, top, (a, b) => connBytes(a) > connBytes(b));
+    }
     return {
-      total: all.length,
-      items: all
-        .slice(filter.offset, filter.offset + filter.limit)
-        .map((c) => this.connectionSnapshot(c, now)),
+      total,
+      byListener,
+      byState,
+      oldest: oldest.map((c) => this.connectionSnapshot(c, now)),
+      busiest: busiest.map((c) => this.connectionSnapshot(c, now)),
     };
   }
 
@@ -199,44 +281,99 @@ export class EngineControl {
     };
   }
 
-  keys(): KeySnapshot[] {
-    return [...this.engine.keys.live()].map((k) => ({
-      key: k.keyHex,
-      index: k.index,
-      generation: k.generation,
-      owner: { ...(k.owner as KeyOwner) },
-      socket: k.sock,
-      associatedAt: iso(k.associatedAt),
-      completions: k.completions,
-      opsInFlight: k.inFlight,
-    }));
+  /**
+   * One page of the completion-key table in slot order (index ascending). Counting is
+   * O(keys) without allocation; only the page is materialised.
+   */
+  keys(page: Page): { total: number; items: KeySnapshot[] } {
+    const end = page.offset + page.limit;
+    const items: KeySnapshot[] = [];
+    let total = 0;
+    for (const k of this.engine.keys.live()) {
+      if (total >= page.offset && total < end)
+        items.push({
+          key: k.keyHex,
+          index: k.index,
+          generation: k.generation,
+          owner: { ...(k.owner as KeyOwner) },
+          socket: k.sock,
+          associatedAt: iso(k.associatedAt),
+          completions: k.completions,
+          opsInFlight: k.inFlight,
+        });
+      total++;
+    }
+    return { total, items };
   }
 
-  ops(filter: OpFilter): OpSnapshot[] {
+  /**
+   * One page of the in-flight ops matching the filter, in record-pool slot order (stable while
+   * the set of ops does not change; not by age: the oldest are in opsSummary). Counting is
+   * O(ops in flight) without allocation; only the page is materialised.
+   */
+  ops(filter: OpFilter & Page): { total: number; items: OpSnapshot[] } {
     const now = Date.now();
-    const out: OpSnapshot[] = [];
+    const end = filter.offset + filter.limit;
+    const items: OpSnapshot[] = [];
+    let total = 0;
     for (const rec of this.engine.ops.inFlight()) {
-      const age = now - rec.issuedAtWall;
       if (filter.kind && rec.kind !== filter.kind) continue;
-      if (filter.minAgeMs !== undefined && age < filter.minAgeMs) continue;
-      const owner = rec.keyEntry?.owner ?? null;
-      const { connection, listener } = this.engine.ownerIds(rec.keyEntry);
-      if (filter.connection && connection !== filter.connection) continue;
-      out.push({
-        record: rec.addressHex,
-        op: rec.kind,
-        key: rec.keyEntry?.keyHex ?? hex64(rec.key),
-        owner: owner ? { ...owner } : null,
-        connection,
-        listener,
-        issuedAt: iso(rec.issuedAtWall),
-        ageMs: age,
-        bufferSize: rec.buffer ? rec.buffer.bytes.byteLength : null,
-        bufferSelect: rec.selectBuffer,
-        splice: rec.splice >= 0,
-      });
+      if (filter.minAgeMs !== undefined && now - rec.issuedAtWall < filter.minAgeMs) continue;
+      if (filter.connection && this.engine.ownerIds(rec.keyEntry).connection !== filter.connection)
+        continue;
+      if (total >= filter.offset && total < end) items.push(this.opSnapshot(rec, now));
+      total++;
     }
-    return out;
+    return { total, items };
+  }
+
+  /**
+   * Ops in flight by kind and by age bucket, how many are older than `olderThanMs` by kind,
+   * and the `oldest` oldest ops (oldest first). One pass; only those kept are materialised.
+   */
+  opsSummary(oldest: number, olderThanMs?: number): OpsSummary {
+    const now = Date.now();
+    const byKind: Record<string, number> = {};
+    const byAge = AGE_BUCKETS.map((b) => ({ ...b, count: 0 }));
+    const olderByKind: Record<string, number> = {};
+    const kept: OpRecord[] = [];
+    let total = 0;
+    for (const rec of this.engine.ops.inFlight()) {
+      total++;
+      const age = now - rec.issuedAtWall;
+      byKind[rec.kind] = (byKind[rec.kind] ?? 0) + 1;
+      let i = 0;
+      while (i < byAge.length - 1 && age >= (byAge[i]?.ltMs as number)) i++;
+      (byAge[i] as { count: number }).count++;
+      if (olderThanMs !== undefined && age >= olderThanMs)
+        olderByKind[rec.kind] = (olderByKind[rec.kind] ?? 0) + 1;
+      if (oldest > 0) keepTop(kept, rec, oldest, (a, b) => a.issuedAtWall < b.issuedAtWall);
+    }
+    return {
+      total,
+      byKind,
+      byAge,
+      ...(olderThanMs !== undefined ? { olderThan: { ms: olderThanMs, byKind: olderByKind } } : {}),
+      oldest: kept.map((r) => this.opSnapshot(r, now)),
+    };
+  }
+
+  private opSnapshot(rec: OpRecord, now: number): OpSnapshot {
+    const owner = rec.keyEntry?.owner ?? null;
+    const { connection, listener } = this.engine.ownerIds(rec.keyEntry);
+    return {
+      record: rec.addressHex,
+      op: rec.kind,
+      key: rec.keyEntry?.keyHex ?? hex64(rec.key),
+      owner: owner ? { ...owner } : null,
+      connection,
+      listener,
+      issuedAt: iso(rec.issuedAtWall),
+      ageMs: now - rec.issuedAtWall,
+      bufferSize: rec.buffer ? rec.buffer.bytes.byteLength : null,
+      bufferSelect: rec.selectBuffer,
+      splice: rec.splice >= 0,
+    };
   }
 
   readiness(): Readiness {

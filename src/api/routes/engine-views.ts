@@ -6,10 +6,14 @@ import type { EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
 import {
   ConnectionDetail,
+  ConnectionsSummaryView,
   ConnectionView,
   KeyView,
   ListenerView,
+  OpsSummaryView,
   OpView,
+  PageOf,
+  PageQuery,
   Readiness,
 } from '../schemas/engine.js';
 import { ErrorRef } from '../schemas/error.js';
@@ -71,6 +75,9 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     {
       schema: {
         summary: 'Live connections, filtered and paginated',
+        description:
+          'In the order they opened. `total` counts every match; only the page is built ' +
+          '(counting walks the table without allocating).',
         tags: ['engine'],
         querystring: Type.Object(
           {
@@ -82,19 +89,11 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
                 Type.Literal('closing'),
               ]),
             ),
-            offset: Type.Integer({ minimum: 0, default: 0 }),
-            limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
+            ...PageQuery,
           },
           { additionalProperties: false },
         ),
-        response: {
-          200: Type.Object({
-            total: Type.Integer(),
-            offset: Type.Integer(),
-            limit: Type.Integer(),
-            items: Type.Array(ConnectionView),
-          }),
-        },
+        response: { 200: PageOf(ConnectionView) },
       },
     },
     async (req) => {
@@ -107,6 +106,31 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
       });
       return { total: page.total, offset, limit, items: page.items };
     },
+  );
+
+  app.get(
+    '/connections/summary',
+    {
+      schema: {
+        summary: 'Connection counts by listener and state, the oldest and the busiest',
+        description:
+          'One pass over the connections that keeps only counts and the `top` of each ranking.',
+        tags: ['engine'],
+        querystring: Type.Object(
+          {
+            top: Type.Integer({
+              minimum: 0,
+              maximum: 20,
+              default: 10,
+              description: 'Connections in each of oldest and busiest (0..20)',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: ConnectionsSummaryView },
+      },
+    },
+    async (req) => control.connectionsSummary(req.query.top),
   );
 
   app.get(
@@ -129,12 +153,18 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/keys',
     {
       schema: {
-        summary: 'The completion-key table',
+        summary: 'The completion-key table, paginated',
+        description:
+          'In slot order (index ascending). `total` counts every live key; only the page is built.',
         tags: ['engine'],
-        response: { 200: Type.Object({ items: Type.Array(KeyView) }) },
+        querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
+        response: { 200: PageOf(KeyView) },
       },
     },
-    async () => ({ items: control.keys() }),
+    async (req) => {
+      const { offset, limit } = req.query;
+      return { offset, limit, ...control.keys({ offset, limit }) };
+    },
   );
 
   app.get(
@@ -142,7 +172,10 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     {
       schema: {
         summary:
-          'Every in-flight overlapped op; filter by kind, connection or minimum age (stuck ops)',
+          'In-flight overlapped ops, paginated; filter by kind, connection or minimum age (stuck ops)',
+        description:
+          'In record-pool slot order, which does not change while the ops do not (for the ' +
+          'oldest first, see /ops/summary). `total` counts every match; only the page is built.',
         tags: ['engine'],
         querystring: Type.Object(
           {
@@ -155,15 +188,47 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
             ),
             connection: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
             minAgeMs: Type.Optional(Type.Integer({ minimum: 0 })),
+            ...PageQuery,
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Object({ total: Type.Integer(), items: Type.Array(OpView) }) },
+        response: { 200: PageOf(OpView) },
       },
     },
     async (req) => {
-      const items = control.ops(req.query);
-      return { total: items.length, items };
+      const { offset, limit } = req.query;
+      return { offset, limit, ...control.ops(req.query) };
     },
+  );
+
+  app.get(
+    '/ops/summary',
+    {
+      schema: {
+        summary: 'Ops in flight by kind and age bucket, and the oldest, without listing them',
+        description:
+          'One pass over the ops in flight that keeps only counts and the `oldest` oldest ops.',
+        tags: ['engine'],
+        querystring: Type.Object(
+          {
+            oldest: Type.Integer({
+              minimum: 0,
+              maximum: 20,
+              default: 10,
+              description: 'How many of the oldest ops to list (0..20)',
+            }),
+            olderThanMs: Type.Optional(
+              Type.Integer({
+                minimum: 0,
+                description: 'Also count, by kind, the ops at least this old (stuck ops)',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: OpsSummaryView },
+      },
+    },
+    async (req) => control.opsSummary(req.query.oldest, req.query.olderThanMs),
   );
 };

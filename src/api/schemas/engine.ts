@@ -1,5 +1,5 @@
 // Response schemas of the engine views; they mirror the snapshot types in src/engine/control.ts.
-import { Type } from '@sinclair/typebox';
+import { type TSchema, Type } from '@sinclair/typebox';
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -196,4 +196,74 @@ export const Readiness = Type.Object(
     reasons: Type.Array(Type.String()),
   },
   { $id: 'Readiness' },
+);
+
+/** offset + limit of every paginated collection (the same bounds everywhere). */
+export const PageQuery = {
+  offset: Type.Integer({ minimum: 0, default: 0, description: 'Items to skip' }),
+  limit: Type.Integer({
+    minimum: 1,
+    maximum: 1000,
+    default: 100,
+    description: 'Items in the page (1..1000)',
+  }),
+};
+
+/** A page of a collection: `total` counts every item matching the filter, not just the page. */
+export const PageOf = <T extends TSchema>(item: T) =>
+  Type.Object({
+    total: Type.Integer({ description: 'Items matching the filter, all pages together' }),
+    offset: Type.Integer(),
+    limit: Type.Integer(),
+    items: Type.Array(item),
+  });
+
+const Counts = Type.Record(Type.String(), Type.Integer());
+
+export const OpsSummaryView = Type.Object(
+  {
+    total: Type.Integer({ description: 'Ops in flight' }),
+    byKind: Type.Record(Type.String(), Type.Integer(), {
+      description: 'Ops in flight by kind (kinds with none are absent)',
+    }),
+    byAge: Type.Array(
+      Type.Object({
+        label: Type.String({ examples: ['<10ms'] }),
+        ltMs: Type.Union([Type.Integer(), Type.Null()], {
+          description: 'Upper bound (exclusive) of the bucket; null: no bound',
+        }),
+        count: Type.Integer(),
+      }),
+      {
+        description:
+          'Ops by age, each in the first bucket whose bound exceeds its age: <10 ms, <100 ms, <1 s, <10 s, >=10 s',
+      },
+    ),
+    olderThan: Type.Optional(
+      Type.Object(
+        { ms: Type.Integer(), byKind: Counts },
+        { description: 'With ?olderThanMs: ops at least that old, by kind' },
+      ),
+    ),
+    oldest: Type.Array(Type.Ref(OpView), { description: 'The oldest ops, oldest first' }),
+  },
+  { $id: 'OpsSummary' },
+);
+
+export const ConnectionsSummaryView = Type.Object(
+  {
+    total: Type.Integer({ description: 'Live connections' }),
+    byListener: Type.Record(Type.String(), Type.Integer(), {
+      description: 'Connections by listener id (listeners with none are absent)',
+    }),
+    byState: Type.Record(Type.String(), Type.Integer(), {
+      description: 'Connections by state (states with none are absent)',
+    }),
+    oldest: Type.Array(Type.Ref(ConnectionView), { description: 'The oldest connections, oldest first' }),
+    busiest: Type.Array(Type.Ref(ConnectionView), {
+      description:
+        'The connections that moved the most bytes (in + out, client and upstream sides), most first',
+    }),
+  },
+  { $id: 'ConnectionsSummary' },
 );

@@ -1,5 +1,7 @@
 // keyport status page. Plain browser JavaScript, no framework and no build step: it reads the
-// same JSON API as curl (snapshots every 1.5 s), follows GET /events for live changes, computes
+// same JSON API as curl (snapshots every 1.5 s: counts from the summaries and one bounded page
+// of each table, never a whole collection, so a poll costs the same at 100 or 18 000
+// connections), follows GET /events for live changes, computes
 // latency percentiles from the /metrics histogram buckets, and draws them with uPlot.
 (() => {
   const REFRESH_MS = 1500;
@@ -7,6 +9,8 @@
   const CHART_POINTS = 160; // 4 min at 1.5 s
   const EVENTS_KEPT = 200;
   const ROWS_MAX = 500; // per table; the count says when more exist
+  const PAGE = 100; // items per table asked of the API each poll
+  const OLDEST_OPS = 20; // the oldest ops /ops/summary lists
   const TOKEN_KEY = 'keyport.token';
   const OP_COLORS = {
     accept: '#7c5cff',
@@ -33,8 +37,9 @@
     down: null,
     listeners: [],
     conns: { total: 0, items: [] },
-    keys: [],
-    ops: [],
+    keys: { total: 0, items: [] },
+    ops: [], // the oldest ops and one page of /ops, merged
+    opsSummary: null,
     ready: null,
     health: null,
     metricsOff: false,
@@ -209,25 +214,41 @@
     const began = performance.now();
     try {
       const sel = state.selected;
-      const [listeners, conns, keys, ops, ready, health, metrics, detail] = await Promise.all([
-        getJson('/listeners'),
-        getJson('/connections?limit=1000'),
-        getJson('/keys'),
-        getJson('/ops'),
-        getJson('/readyz', [200, 503]),
-        getJson('/healthz'),
-        getMetrics(),
-        sel
-          ? fetch(`/connections/${encodeURIComponent(sel)}`, {
-              headers: headers(),
-              cache: 'no-store',
-            }).then((r) => (r.ok ? r.json() : null))
-          : null,
-      ]);
+      const connQ = new URLSearchParams({ limit: String(PAGE) });
+      if (state.listenerFilter) connQ.set('listener', state.listenerFilter);
+      const opQ = new URLSearchParams({ limit: String(PAGE) });
+      if (state.opKind) opQ.set('kind', state.opKind);
+      const sumQ = new URLSearchParams({
+        oldest: String(OLDEST_OPS),
+        olderThanMs: String(Math.round(state.stuckMs)),
+      });
+      const [listeners, conns, keys, ops, opsSummary, ready, health, metrics, detail] =
+        await Promise.all([
+          getJson('/listeners'),
+          getJson(`/connections?${connQ}`),
+          getJson(`/keys?limit=${PAGE}`),
+          getJson(`/ops?${opQ}`),
+          getJson(`/ops/summary?${sumQ}`),
+          getJson('/readyz', [200, 503]),
+          getJson('/healthz'),
+          getMetrics(),
+          sel
+            ? fetch(`/connections/${encodeURIComponent(sel)}`, {
+                headers: headers(),
+                cache: 'no-store',
+              }).then((r) => (r.ok ? r.json() : null))
+            : null,
+        ]);
       state.listeners = listeners.items;
       state.conns = conns;
-      state.keys = keys.items;
-      state.ops = ops.items;
+      state.keys = keys;
+      state.opsSummary = opsSummary;
+      // The oldest ops (stuck ones among them) and one page; a record in both is shown once.
+      const seen = new Set();
+      state.ops = [...opsSummary.oldest, ...ops.items].filter(
+        (o) => !seen.has(o.record) && seen.add(o.record),
+      );
+      state.opsTotal = state.opKind ? ops.total : opsSummary.total;
       state.ready = ready;
       state.health = health;
       state.readDenied = false;
@@ -658,13 +679,13 @@
       for (const el of document.querySelectorAll('.tile .v')) el.textContent = '–';
       return;
     }
-    const stuck = state.ops.filter(isStuck).length;
+    const stuck = stuckCount();
     const tp = throughput();
     set('#t-listeners', state.listeners.length);
     set('#t-connections', state.conns.total);
-    set('#t-ops', state.ops.length);
+    set('#t-ops', state.opsSummary?.total ?? 0);
     set('#t-stuck', stuck, stuck > 0);
-    set('#t-keys', state.keys.length);
+    set('#t-keys', state.keys.total);
     set('#t-rate', state.metricsOff ? 'off' : fmtRate(tp?.completions));
     set('#t-in', state.metricsOff ? 'off' : fmtRate(tp?.in, true));
     set('#t-out', state.metricsOff ? 'off' : fmtRate(tp?.out, true));
@@ -786,6 +807,19 @@
     }
   }
 
+  /** Stuck ops over the whole engine: /ops/summary counts those older than the threshold. */
+  function stuckCount() {
+    const olderThan = state.opsSummary?.olderThan;
+    // The threshold just changed: count the ops loaded until the next poll brings the count.
+    if (!olderThan || olderThan.ms !== Math.round(state.stuckMs))
+      return state.ops.filter(isStuck).length;
+    const older = olderThan.byKind;
+    let n = 0;
+    for (const [kind, count] of Object.entries(older))
+      if (!WAITING_OPS.has(kind) && kind !== 'nop') n += count;
+    return n;
+  }
+
   function isStuck(o) {
     return !WAITING_OPS.has(o.op) && o.op !== 'nop' && o.ageMs > state.stuckMs;
   }
@@ -802,8 +836,7 @@
           (OP_RANK[a.op] ?? 9) - (OP_RANK[b.op] ?? 9) ||
           b.ageMs - a.ageMs,
       );
-    const kinds = {};
-    for (const o of state.ops) kinds[o.op] = (kinds[o.op] ?? 0) + 1;
+    const kinds = state.opsSummary?.byKind ?? {};
     const rows = ops.slice(0, ROWS_MAX).map((o) => {
       const stuck = isStuck(o);
       const cls = stuck ? 'stuck' : WAITING_OPS.has(o.op) ? 'waiting' : '';
@@ -827,11 +860,16 @@
       .join(' · ');
     $('#ops-summary').textContent = state.readDenied
       ? ''
-      : (summary || 'none') + (ops.length > ROWS_MAX ? ` · first ${ROWS_MAX} shown` : '');
+      : (summary || 'none') +
+        (Math.min(ops.length, ROWS_MAX) < (state.opsTotal ?? 0)
+          ? ` · ${Math.min(ops.length, ROWS_MAX)} of ${state.opsTotal} shown (the oldest first)`
+          : '');
   }
 
   function renderKeys() {
-    const keys = [...state.keys].sort((a, b) => a.index - b.index || a.generation - b.generation);
+    const keys = [...state.keys.items].sort(
+      (a, b) => a.index - b.index || a.generation - b.generation,
+    );
     const rows = keys.slice(0, ROWS_MAX).map((k) => {
       const conn = k.owner.kind === 'connection' ? k.owner.id : null;
       return `<tr data-key="${esc(k.key)}"${conn ? ` data-conn="${esc(conn)}"` : ''}${
@@ -845,8 +883,10 @@
     setHtml(
       $('#keys tbody'),
       (rows.join('') || `<tr><td class="empty" colspan="6">${none('No key.')}</td></tr>`) +
-        (keys.length > ROWS_MAX
-          ? `<tr><td class="empty" colspan="6">${keys.length - ROWS_MAX} more not shown</td></tr>`
+        (state.keys.total > Math.min(keys.length, ROWS_MAX)
+          ? `<tr><td class="empty" colspan="6">${
+              state.keys.total - Math.min(keys.length, ROWS_MAX)
+            } more not shown</td></tr>`
           : ''),
     );
   }
@@ -1083,10 +1123,12 @@
   $('#conn-listener').addEventListener('change', (ev) => {
     state.listenerFilter = ev.target.value;
     renderConnections();
+    scheduleRefresh(0); // the listener filter is applied by the API, to the page it returns
   });
   $('#op-kind').addEventListener('change', (ev) => {
     state.opKind = ev.target.value;
     renderOps();
+    scheduleRefresh(0);
   });
   $('#stuck-ms').addEventListener('input', (ev) => {
     const v = Number(ev.target.value);
@@ -1094,6 +1136,7 @@
       state.stuckMs = v;
       renderOps();
       renderTiles();
+      scheduleRefresh(300); // the stuck count comes from /ops/summary?olderThanMs
     }
   });
   $('#token-form').addEventListener('submit', (ev) => {
