@@ -7,9 +7,18 @@ import { readdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { BACKEND, OUT_DIR, startKeyport } from './helpers/keyport.js';
+import { BACKEND, logRecords, OUT_DIR, startKeyport } from './helpers/keyport.js';
+import { metric } from './helpers/metrics.js';
 import { openEvents } from './helpers/sse.js';
-import { closed, connect, payload, readBytes, sendAndCollect, until } from './helpers/tcp.js';
+import {
+  closed,
+  connect,
+  payload,
+  readBytes,
+  sendAndCollect,
+  until,
+  upstream,
+} from './helpers/tcp.js';
 
 interface Readiness {
   ready: boolean;
@@ -248,3 +257,73 @@ t.test('out of sockets: the accept chain backs off, says so, and heals', async (
   t.equal((await api('/readyz')).status, 200, '/readyz is ready again');
   for (const c of clients) c.destroy();
 });
+
+t.test(
+  'no socket for the upstream: counted and logged by name, the listener keeps serving',
+  async (t) => {
+    // Room for the listener and one more socket (IOCP: the one accept's pre-created socket, which
+    // becomes the client's): every forwarded client is accepted, and its upstream socket is not.
+    const up = await upstream((s) => s.pipe(s));
+    t.teardown(() => up.close());
+    const config = join(OUT_DIR, `faults-upstream-socket-${process.pid}.json`);
+    writeFileSync(
+      config,
+      JSON.stringify({
+        listeners: [
+          {
+            address: '127.0.0.1:0',
+            mode: 'forward',
+            target: `127.0.0.1:${up.port}`,
+            acceptDepth: 1,
+          },
+        ],
+      }),
+    );
+    const k = await startKeyport(['--config', config], {
+      env: { KEYPORT_TEST_FAULTS: 'socket-limit:2' },
+    });
+    t.teardown(() => k.stop());
+    const l = ((await k.get('/listeners')).body as { items: ListenerV[] }).items[0] as ListenerV;
+    const CLIENTS = 3;
+    for (let i = 0; i < CLIENTS; i++) {
+      const how = await connect(portOf(l)).then(
+        (s) => closed(s),
+        (e: NodeJS.ErrnoException) => ({ how: 'error', code: e.code }),
+      );
+      t.ok(['end', 'error', 'close'].includes(how.how), `client ${i} closed (${how.how})`);
+    }
+    const emfile = BACKEND === 'uring' ? 'EMFILE' : 'WSAEMFILE';
+    const failures = () =>
+      metric(k.api, 'keyport_upstream_connect_failures_total', {
+        listener: l.id,
+        error: emfile,
+      }).catch(() => 0);
+    t.equal(await until(failures, (n) => n >= CLIENTS), CLIENTS, `each counted as ${emfile}`);
+    const warned = await until(
+      async () =>
+        logRecords(k, 'upstream connect failed').filter((r) => r.msg === 'upstream connect failed'),
+      (w) => w.length > 0,
+    );
+    t.same(
+      warned.map(({ listener, target, error }) => ({ listener, target, error })),
+      [{ listener: l.id, target: `127.0.0.1:${up.port}`, error: emfile }],
+      'logged once, by name',
+    );
+    const why = await until(
+      async () => k.output(),
+      (o) => o.includes('"reason":"upstream socket: '),
+    );
+    t.match(why, `"reason":"upstream socket: `, 'each close says why');
+    const after = await until(
+      async () =>
+        ((await k.get('/listeners')).body as { items: ListenerV[] }).items[0] as ListenerV,
+      (x) => x.state === 'listening' && x.acceptsPending === 1,
+    );
+    t.equal(after.acceptsPending, 1, 'the accept chain goes on');
+    t.equal(
+      ((await k.get('/connections')).body as { total: number }).total,
+      0,
+      'no connection is left behind',
+    );
+  },
+);

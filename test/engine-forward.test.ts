@@ -1,8 +1,10 @@
 // Forward mode on real IOCP: ConnectEx to native upstreams (IPv4, IPv6, a name resolved at
 // connect time), byte-exact relay both ways, half-close carried in both directions, and
-// upstream faults that end the right connection with the error named.
+// upstream faults that end the right connection with the error named; a refused upstream counted
+// by name and logged once.
 import t from 'tap';
-import { ERR, startKeyport } from './helpers/keyport.js';
+import { ERR, logRecords, startKeyport } from './helpers/keyport.js';
+import { metric } from './helpers/metrics.js';
 import {
   closed,
   connect,
@@ -57,7 +59,9 @@ t.teardown(async () => {
 });
 
 const listeners = (
-  (await k.get('/listeners')).body as { items: Array<{ address: string; target: string }> }
+  (await k.get('/listeners')).body as {
+    items: Array<{ id: string; address: string; target: string }>;
+  }
 ).items;
 const portOf = (i: number) => Number(listeners[i]?.address.split(':').pop());
 const conns = async () =>
@@ -114,19 +118,45 @@ t.test('a target name is resolved at connect time', async (t) => {
   t.match(reply.toString(), /^got 13:via localhost/);
 });
 
-t.test('a refused upstream closes the client and is counted by name', async (t) => {
-  // keyport accepts, fails to reach the upstream and resets the client, possibly before the
-  // client's own connect() has reported success.
-  const how = await connect(portOf(2)).then(
-    (s) => closed(s),
-    (e: NodeJS.ErrnoException) => ({ how: 'error', code: e.code }),
-  );
-  t.ok(['end', 'error', 'close'].includes(how.how), `client closed (${how.how} ${how.code ?? ''})`);
-  await until(
+// The summaries that follow (one per 10 s while failures go on) are checked under churn, in
+// test/engine-churn.test.ts, where they cost no waiting.
+const REFUSALS = 4;
+const warnings = (msg: string) =>
+  logRecords(k, msg).filter((r) => r.msg === msg && r.listener === listeners[2]?.id);
+
+t.test('a refused upstream closes the client, is counted by name and logged once', async (t) => {
+  for (let i = 0; i < REFUSALS; i++) {
+    // keyport accepts, fails to reach the upstream and resets the client, possibly before the
+    // client's own connect() has reported success.
+    const how = await connect(portOf(2)).then(
+      (s) => closed(s),
+      (e: NodeJS.ErrnoException) => ({ how: 'error', code: e.code }),
+    );
+    t.ok(
+      ['end', 'error', 'close'].includes(how.how),
+      `client closed (${how.how} ${how.code ?? ''})`,
+    );
+  }
+  const failures = () =>
+    metric(k.api, 'keyport_upstream_connect_failures_total', {
+      listener: listeners[2]?.id as string,
+      error: ERR.refused,
+    }).catch(() => 0);
+  t.equal(await until(failures, (n) => n >= REFUSALS), REFUSALS, `counted as ${ERR.refused}`);
+  const why = await until(
     async () => k.output(),
-    (o) => o.includes('upstream connect failed'),
+    (o) => o.includes(`upstream connect failed: ${ERR.refused}`),
   );
-  t.match(k.output(), `upstream connect failed: ${ERR.refused}`);
+  t.match(why, `upstream connect failed: ${ERR.refused}`, 'each close says why');
+  const lines = await until(
+    async () => warnings('upstream connect failed'),
+    (l) => l.length > 0,
+  );
+  t.same(
+    lines.map(({ level, listener, target, error }) => ({ level, listener, target, error })),
+    [{ level: 40, listener: listeners[2]?.id, target: `127.0.0.1:${refused}`, error: ERR.refused }],
+    'one warning names the listener, the target and the error; the repeats are not logged',
+  );
 });
 
 t.test('an upstream reset mid-stream resets the client; the engine keeps serving', async (t) => {

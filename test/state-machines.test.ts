@@ -7,6 +7,7 @@
 // In-process, no sockets, no FFI.
 import t, { type Test } from 'tap';
 import { BufferPool } from '../src/engine/buffers.js';
+import { ConnectFailureLog, formatTarget } from '../src/engine/connect-failures.js';
 import type { Connection } from '../src/engine/connection.js';
 import { type CancelOutcome, Engine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/events.js';
@@ -654,7 +655,14 @@ test(
         t.same(closes(r, op.acceptSock), [true], 'the client is reset');
         t.equal(r.seen.opened.length, 1, 'it was announced…');
         t.equal(r.seen.closed.length, 1, '…so its end is too');
-        t.same(r.seen.connectFailed, [], 'no connect was attempted: not a connect failure');
+        // No connect was attempted, but the upstream cannot be reached either: out of sockets
+        // (or, at the bind, of ports) is counted and logged as a connect failure, by name.
+        t.same(r.seen.connectFailed, ['WSAEMFILE'], 'a connect failure, by its error name');
+        t.same(
+          r.logs.filter((l) => l.msg === 'upstream connect failed').map((l) => l.obj.error),
+          ['WSAEMFILE'],
+          'and logged',
+        );
         t.equal(r.engine.keys.size, 2);
       },
     );
@@ -708,6 +716,59 @@ test(t, 'connection: forward connect success starts both directions', async (t) 
   t.equal(r.fake.one('recv', up).length, 0, 'a wait on the upstream');
   t.same(r.seen.connectFailed, []);
 });
+
+test(
+  t,
+  'connection: no port for the upstream (its bind fails) is a connect failure, logged',
+  async (t) => {
+    const r = await rig(t, { listener: { mode: 'forward', acceptDepth: 1 } });
+    const op = r.fake.pending('accept', r.lsock)[0] as FakeOp;
+    r.fake.failNext('bindAny', CODES.noBufs, 1);
+    r.fake.complete(op);
+    t.same(r.seen.connectFailed, ['WSAENOBUFS'], 'counted by the error name');
+    t.same(
+      r.logs.filter((l) => l.msg === 'upstream connect failed').map((l) => [l.level, l.obj]),
+      [['warn', { listener: r.listener.id, target: '127.0.0.1:9', error: 'WSAENOBUFS' }]],
+      'logged at warn with the listener, the target and the error',
+    );
+    t.same(closes(r, op.acceptSock), [true], 'the client is reset');
+    const closed = r.events.find((e) => e.type === 'connection-closed');
+    t.match(closed, { abortive: true, reason: /^upstream socket: .*WSAENOBUFS/ });
+    t.equal(r.engine.keys.size, 2, 'only the listener and the heartbeat keep a key');
+  },
+);
+
+t.test(
+  'connect failure log: first at once, repeats summed up per window, quiet ends it',
+  async (t) => {
+    const log = new ConnectFailureLog(10_000);
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 0), true, 'the first is logged');
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 1), false, 'a repeat is not');
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 2), false);
+    t.equal(log.note('l1', 'h:1', 'ETIMEDOUT', 3), true, 'another error is logged at once');
+    t.equal(log.note('l2', 'h:2', 'ECONNREFUSED', 4), true, 'so is another listener');
+    t.same(log.due(9_999), [], 'nothing before the window ends');
+    t.same(
+      log.due(10_000),
+      [{ listener: 'l1', target: 'h:1', error: 'ECONNREFUSED', suppressed: 2, windowMs: 10_000 }],
+      'one summary, for the kind with repeats',
+    );
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 12_000), false, 'the episode goes on');
+    t.same(log.due(15_000), [], 'at most one summary per window');
+    t.same(log.due(20_000), [
+      { listener: 'l1', target: 'h:1', error: 'ECONNREFUSED', suppressed: 1, windowMs: 10_000 },
+    ]);
+    t.same(log.due(30_000), [], 'a quiet window: no line, and the episode ends');
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 31_000), true, 'the next is logged at once');
+    t.equal(log.note('l1', 'h:1', 'ECONNREFUSED', 31_001), false);
+    t.same(
+      log.flush(32_000),
+      [{ listener: 'l1', target: 'h:1', error: 'ECONNREFUSED', suppressed: 1, windowMs: 1_000 }],
+      'at shutdown, what was not logged yet is summed up',
+    );
+    t.equal(formatTarget({ host: '::1', port: 8080 }), '[::1]:8080');
+  },
+);
 
 test(
   t,

@@ -7,7 +7,7 @@
 // Sockets are closed only once no op is in flight, then the keys are released.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { OpKind, SocketAddress } from './backend.js';
+import { BackendError, type OpKind, type SocketAddress } from './backend.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { KeyEntry } from './keys.js';
 import type { Listener } from './listener.js';
@@ -166,6 +166,12 @@ export class Connection implements OpOwner {
       backend.associate(sock, key.key);
     } catch (err) {
       if (!this.upstream && sock !== -1) backend.closeSocket(sock, true);
+      // Out of sockets or handles (EMFILE, WSAENOBUFS), no port to bind (WSAEADDRINUSE): the
+      // upstream cannot be reached either, and is counted and logged as such.
+      this.core.upstreamConnectFailed(
+        this.listener,
+        err instanceof BackendError ? err.errorName : 'UNKNOWN',
+      );
       this.abort(`upstream socket: ${(err as Error).message}`);
       return;
     }

@@ -13,6 +13,7 @@ import {
   type StartResult,
 } from './backend.js';
 import { BufferPool } from './buffers.js';
+import { ConnectFailureLog, type FailureSummary, formatTarget } from './connect-failures.js';
 import { type Connection, formatSocketAddress } from './connection.js';
 import {
   type EngineCore,
@@ -116,6 +117,8 @@ export class Engine implements EngineCore, CompletionSink {
   readonly errors = new Map<string, number>();
   /** Completions refused because they disagree with what was issued (DESIGN §1.8). */
   readonly anomalies = new AnomalyCounter();
+  /** Rate-limits the log of upstream connect failures (a storm of them must not flood it). */
+  private readonly connectFailureLog = new ConnectFailureLog();
 
   private readonly inlineQueue: OpRecord[] = [];
   private inlineHead = 0;
@@ -664,9 +667,38 @@ export class Engine implements EngineCore, CompletionSink {
       this.events.emit({ type: 'listener-down', at: Date.now(), listener: listener.id });
   }
 
-  /** The failed connect op itself was already counted by finish(); this is per listener. */
+  /**
+   * A forward connection could not reach its upstream (name not resolved, socket not created,
+   * connect failed or timed out): counted per listener and error name (a failed connect op was
+   * also counted by finish()), and logged at warn: the first of each (listener, error) at once,
+   * then a summary per 10 s while more come.
+   */
   upstreamConnectFailed(listener: Listener, errorName: string): void {
     this.observer?.upstreamConnectFailed(listener, errorName);
+    const target = formatTarget(listener.target);
+    if (this.connectFailureLog.note(listener.id, target, errorName, performance.now())) {
+      this.logger(
+        'warn',
+        { listener: listener.id, target, error: errorName },
+        'upstream connect failed',
+      );
+    }
+  }
+
+  private logConnectFailures(summaries: FailureSummary[]): void {
+    for (const s of summaries) {
+      this.logger(
+        'warn',
+        {
+          listener: s.listener,
+          target: s.target,
+          error: s.error,
+          suppressed: s.suppressed,
+          windowMs: Math.round(s.windowMs),
+        },
+        'upstream connect failed again',
+      );
+    }
   }
 
   log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
@@ -676,6 +708,7 @@ export class Engine implements EngineCore, CompletionSink {
   /** Idle, connect and close timeouts; parking of idle reads. */
   private sweep(): void {
     const now = performance.now();
+    this.logConnectFailures(this.connectFailureLog.due(now));
     const parkBefore = now - this.parkAfterMs;
     for (const conn of this.connections.values()) {
       if (conn.state === 'connecting') {
@@ -726,6 +759,7 @@ export class Engine implements EngineCore, CompletionSink {
       await this.waitIdle(2000);
     }
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.logConnectFailures(this.connectFailureLog.flush(performance.now()));
     await this.backend.stop();
     return drained && !this.resetDuringDrain;
   }

@@ -52,7 +52,8 @@ export const BATCH_BUCKETS = exponentialBuckets(1, 2, 9);
 /** Per-listener totals; bytes of closed connections are folded in when they close. */
 class ListenerTotals {
   accepted = 0;
-  connectFailures = 0;
+  /** Upstream connect failures by error name. */
+  readonly connectFailures = new Map<string, number>();
   closedBytesIn = 0;
   closedBytesOut = 0;
 }
@@ -84,6 +85,7 @@ export class KeyportMetrics implements EngineObserver {
   private readonly errorsByOp = {} as Record<OpKind, Map<string, CounterChild>>;
   private readonly batchChild: HistogramChild;
   private readonly totals = new Map<string, ListenerTotals>();
+  private connectFailureSeries = 0;
 
   constructor(
     private readonly engine: MetricsEngine,
@@ -127,10 +129,11 @@ export class KeyportMetrics implements EngineObserver {
     );
     x.add(this.errors);
     x.add(
-      this.perListener(
+      new CollectedFamily(
         'keyport_upstream_connect_failures_total',
-        'Forward connections whose upstream could not be resolved or connected',
-        (t) => t.connectFailures,
+        'Forward connections whose upstream could not be reached (name not resolved, no socket, connect failed or timed out), by error name',
+        'counter',
+        () => this.connectFailures(),
       ),
     );
     x.add(this.inline);
@@ -241,8 +244,14 @@ export class KeyportMetrics implements EngineObserver {
     t.closedBytesOut += conn.client.bytesOut;
   }
 
-  upstreamConnectFailed(listener: ListenerLike): void {
-    this.listenerTotals(listener.id).connectFailures++;
+  upstreamConnectFailed(listener: ListenerLike, errorName: string): void {
+    const byName = this.listenerTotals(listener.id).connectFailures;
+    // Error names come from the OS: cap the series they can create, as for completion errors.
+    const name =
+      byName.has(errorName) || this.connectFailureSeries < MAX_ERROR_SERIES ? errorName : 'other';
+    const n = byName.get(name);
+    if (n === undefined) this.connectFailureSeries++;
+    byName.set(name, (n ?? 0) + 1);
   }
 
   // ---- helpers -----------------------------------------------------------------------------
@@ -273,6 +282,21 @@ export class KeyportMetrics implements EngineObserver {
       for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
       return [...this.totals].map(([listener, t]) => ({ labels: { listener }, value: pick(t) }));
     });
+  }
+
+  /**
+   * One series per listener and error name; a listener without any failure yet has one series
+   * without `error`, at 0, so that it is there from the start.
+   */
+  private connectFailures(): Sample[] {
+    for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+    const out: Sample[] = [];
+    for (const [listener, t] of this.totals) {
+      if (t.connectFailures.size === 0) out.push({ labels: { listener }, value: 0 });
+      for (const [error, value] of t.connectFailures)
+        out.push({ labels: { listener, error }, value });
+    }
+    return out;
   }
 
   private opsInFlight(): Sample[] {

@@ -105,6 +105,8 @@ export async function startKeyport(
       const m = out.match(/"api":"([^"]+)"/);
       if (m?.[1]) {
         clearTimeout(timer);
+        // Stop matching: a busy keyport logs for minutes, and this scans the whole output.
+        proc.stdout?.off('data', check);
         res(`http://${m[1]}`);
       }
     };
@@ -144,4 +146,19 @@ export async function startKeyport(
       return exited;
     },
   };
+}
+
+/**
+ * keyport's log records so far (its JSON log lines, parsed); other output is skipped, and so are
+ * lines without `containing` (a busy keyport logs every connection it closes).
+ */
+export function logRecords(k: Keyport, containing = ''): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of k.output().split('\n')) {
+    if (!line.startsWith('{') || !line.includes(containing)) continue;
+    try {
+      out.push(JSON.parse(line));
+    } catch {}
+  }
+  return out;
 }
