@@ -76,6 +76,8 @@ const k = await startKeyport(
       KEYPORT_WINDOWS_NODE_OPTIONS: '--expose-gc',
       NODE_OPTIONS: '--expose-gc',
       KEYPORT_DEBUG_GC_MS: '500',
+      // As operators run it: no log line per connection (debug would write one per close).
+      KEYPORT_LOG_LEVEL: 'info',
     },
   },
 );
