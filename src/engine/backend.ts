@@ -68,6 +68,8 @@ export interface OpData extends RecordMemory {
 export interface KernelPipe {
   readonly read: Sock;
   readonly write: Sock;
+  /** Bytes it holds at most: what one splice into it may move. */
+  readonly capacity: number;
 }
 
 /**

@@ -6,14 +6,15 @@
 // kernel picks from the provided ring when data arrives (one op per read, none held while
 // waiting). Elsewhere (IOCP; io_uring before 5.19) it waits with a bufferless recv (a zero-byte
 // WSARecv, as libuv does; POLL_ADD) and only then reads into a buffer; while data flows it reads
-// into a buffer directly, and a buffered read left pending for `parkAfterMs` is cancelled and
+// into a buffer directly only after a read that filled its whole buffer (bulk); after a short
+// read it waits again, and a buffered read left pending for `parkAfterMs` is cancelled and
 // replaced by a wait ("parking"), which returns its buffer. When every provided buffer is in
 // use, the next read takes a buffer of the engine's own pool instead.
 //
 // Bulk (io_uring): a direction whose reads keep filling whole buffers switches, between a
 // delivered buffer and its next read, to splicing through a kernel pipe: socket → pipe (a recv
 // op), pipe → socket (a send op, repeated until the pipe is empty). It splices straight on
-// after a full chunk and waits (bufferless) first otherwise, so a splice never sits blocked in
+// after filling the pipe and waits (bufferless) first otherwise, so a splice never sits blocked in
 // the kernel on a quiet socket. The pipe is closed with the connection.
 //
 // The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
@@ -23,7 +24,7 @@ import type { Connection, Endpoint } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { PinnedBlock } from './pinned.js';
 import type { OpRecord } from './records.js';
-import { SPLICE_AFTER_FULL_READS, SPLICE_CHUNK } from './splice.js';
+import { SPLICE_AFTER_FULL_READS } from './splice.js';
 
 export class Pipe implements OpOwner {
   /** Nothing more goes this way: the source's EOF was passed on (FIN), or reading stopped. */
@@ -66,7 +67,7 @@ export class Pipe implements OpOwner {
       // Splice now after a full chunk (more is likely there); else wait for data first.
       if (this.flowing) {
         rec.splice = this.kpipe.write;
-        rec.length = SPLICE_CHUNK;
+        rec.length = this.kpipe.capacity;
       }
     } else if (provided && !this.ownBuffer) {
       rec.selectBuffer = true;
@@ -169,7 +170,7 @@ export class Pipe implements OpOwner {
     }
     if (rec.splice >= 0) {
       // Spliced into the pipe: move them on; a short chunk means the socket is drained.
-      if (bytes < SPLICE_CHUNK) this.flowing = false;
+      if (bytes < (this.kpipe as KernelPipe).capacity) this.flowing = false;
       this.accept(bytes);
       this.write(null, 0);
       return;
@@ -180,6 +181,10 @@ export class Pipe implements OpOwner {
       return;
     }
     this.fullReads = bytes === rec.length ? this.fullReads + 1 : 0;
+    // A read that did not fill its buffer drained the socket: wait (bufferless) before the
+    // next, so a buffer is held only while bytes are in hand, not across a quiet spell (where
+    // data arrives at once, as after a wait, the buffered read completes inline: no packet).
+    if (!rec.selectBuffer) this.flowing = this.fullReads > 0;
     this.accept(bytes);
     // Bytes read are accepted: they are written even while stopping.
     this.write(rec.takeBuffer() as PinnedBlock, 0);

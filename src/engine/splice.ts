@@ -4,8 +4,6 @@
 // directions get one, up to a bound; a direction keeps its pipe until its connection closes.
 import type { Backend, KernelPipe } from './backend.js';
 
-/** Bytes one splice moves at most: a pipe's default capacity (16 pages). */
-export const SPLICE_CHUNK = 64 * 1024;
 /** Consecutive reads that filled a whole buffer before a direction switches to splicing. */
 export const SPLICE_AFTER_FULL_READS = 2;
 

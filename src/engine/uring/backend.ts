@@ -97,6 +97,9 @@ const INTERNAL = 0n;
 /** The one provided-buffer group, and its size (a power of two: a fixed cost, not per connection). */
 const PROVIDED_GROUP = 0;
 export const PROVIDED_BUFFERS = 256;
+/** What a splice pipe asks to hold, and what a pipe holds when the system refuses more. */
+const PIPE_BYTES = 1024 * 1024;
+const DEFAULT_PIPE_BYTES = 64 * 1024;
 /** user_data of the start-up probe for CANCEL_ANY. */
 const PROBE = 1n;
 const MSG_WAITALL = 0x100;
@@ -223,7 +226,11 @@ export class UringBackend implements Backend {
     if (!this.canSplice) return null;
     const fds = new Int32Array(2);
     if (sys.pipe2(fds, sys.O_CLOEXEC) !== 0) return null;
-    return { read: fds[0] as number, write: fds[1] as number };
+    const [read, write] = fds as unknown as [number, number];
+    // Larger pipes move more per splice (each one is a trip through an io-wq worker); where the
+    // system refuses (pipe-max-size, a user's pipe-user-pages-soft), the default 64 KiB stays.
+    const capacity = sys.fcntl(write, sys.F_SETPIPE_SZ, PIPE_BYTES);
+    return { read, write, capacity: capacity > 0 ? capacity : DEFAULT_PIPE_BYTES };
   }
 
   closePipe(pipe: KernelPipe): void {

@@ -53,6 +53,9 @@ export const pipe2 = libc.func('int pipe2(_Out_ int *fds, int flags)') as unknow
   flags: number,
 ) => number;
 export const O_CLOEXEC = 0x80000;
+/** fcntl(fd, F_SETPIPE_SZ, bytes): a pipe's capacity (up to /proc/sys/fs/pipe-max-size). */
+export const fcntl = libc.func('int fcntl(int fd, int cmd, int arg)');
+export const F_SETPIPE_SZ = 1031;
 export const socket = libc.func('int socket(int domain, int type, int protocol)');
 export const setsockopt = libc.func(
   'int setsockopt(int fd, int level, int name, void *value, uint32_t len)',
