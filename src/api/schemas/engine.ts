@@ -259,7 +259,9 @@ export const ConnectionsSummaryView = Type.Object(
     byState: Type.Record(Type.String(), Type.Integer(), {
       description: 'Connections by state (states with none are absent)',
     }),
-    oldest: Type.Array(Type.Ref(ConnectionView), { description: 'The oldest connections, oldest first' }),
+    oldest: Type.Array(Type.Ref(ConnectionView), {
+      description: 'The oldest connections, oldest first',
+    }),
     busiest: Type.Array(Type.Ref(ConnectionView), {
       description:
         'The connections that moved the most bytes (in + out, client and upstream sides), most first',
