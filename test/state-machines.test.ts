@@ -791,6 +791,26 @@ test(
   },
 );
 
+test(
+  t,
+  'connection: an upstream socket connected to itself (a local target nobody listens at) is refused, never relayed',
+  async (t) => {
+    const r = await rig(t, { listener: { mode: 'forward', acceptDepth: 1 } });
+    const { conn, sock } = accept(r);
+    const up = conn.upstream?.sock as number;
+    // The kernel picked the target's own port for the socket: simultaneous open succeeded.
+    r.fake.localAddresses.set(up, { host: '127.0.0.1', port: 9, family: 4 });
+    r.fake.complete(r.fake.one('connect', up));
+    t.same(r.seen.connectFailed, ['SELF_CONNECT'], 'counted as a connect failure by name');
+    t.same(r.fake.pending('recv', up), [], 'nothing is read from it');
+    t.same(r.fake.pending('recv', sock), [], 'nor from the client');
+    t.same(closes(r, sock), [true], 'the client is reset');
+    t.same(closes(r, up), [true]);
+    t.match(closedEvent(r, conn.id), { abortive: true, reason: /SELF_CONNECT/ });
+    t.equal(r.engine.keys.size, 2, 'its keys are released');
+  },
+);
+
 test(t, 'connection: connect timeout cancels the connect, then resets', async (t) => {
   const r = await rig(t, { listener: { mode: 'forward', acceptDepth: 1, connectTimeoutMs: 30 } });
   const { conn, sock } = accept(r);

@@ -61,6 +61,17 @@ export class Endpoint {
   }
 }
 
+/**
+ * Whether a connected upstream socket's own address is its peer's. Asked once per connect, not
+ * cached on the endpoint (its views read the address lazily, when somebody looks).
+ */
+function connectedToItself(addresses: AddressSource, up: Endpoint): boolean {
+  const target = up.remote;
+  if (!target) return false;
+  const local = ask(() => addresses.localAddress(up.sock));
+  return local !== null && local.port === target.port && local.host === target.host;
+}
+
 /** An address that cannot be read is unknown (null), never a failure of the connection. */
 function ask(read: () => SocketAddress | null): SocketAddress | null {
   try {
@@ -215,6 +226,14 @@ export class Connection implements OpOwner {
     const backend = this.core.backend;
     const uc = backend.finishConnect(up.sock);
     if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
+    if (connectedToItself(backend, up)) {
+      // Nothing listens at the target, and the port picked for this socket is the target's own
+      // (a local target in the ephemeral range): TCP's simultaneous open connected the socket to
+      // itself, and relaying would echo the client's bytes back. It is a refusal in all but name.
+      this.core.upstreamConnectFailed(this.listener, 'SELF_CONNECT');
+      this.abort('upstream connect failed: SELF_CONNECT (the socket connected to itself)');
+      return;
+    }
     this.state = 'open';
     this.touch();
     this.pipes = [

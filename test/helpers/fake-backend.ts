@@ -454,11 +454,17 @@ export class FakeBackend implements Backend {
     return this.acceptedFd.get(Number(rec.addr)) ?? -1;
   }
 
+  /** Local addresses a test chose for sockets (e.g. one equal to its connect target). */
+  readonly localAddresses = new Map<Sock, SocketAddress>();
+
   localAddress(sock: Sock): SocketAddress | null {
     this.failure('localAddress', sock);
     const s = this.sockets.get(sock);
     if (!s) return null;
-    return s.listening ?? { host: '127.0.0.1', port: 50_000 + sock, family: 4 };
+    return (
+      this.localAddresses.get(sock) ??
+      s.listening ?? { host: '127.0.0.1', port: 50_000 + sock, family: 4 }
+    );
   }
 
   peerAddress(sock: Sock): SocketAddress | null {

@@ -1,5 +1,6 @@
 // Real TCP clients and upstream servers (native Linux Node) for driving keyport.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 
 /** Sends `payload`, half-closes, and collects everything until the server closes. */
@@ -92,11 +93,39 @@ export function upstream(onConn: (s: net.Socket) => void, host = '127.0.0.1'): P
 }
 
 /** A port nothing listens on (bound then released). */
+/**
+ * A port nothing listens at, below this host's ephemeral range. Never from inside that range: a
+ * socket that connects to a closed local port may be handed that very port as its own, and TCP's
+ * simultaneous open then connects it to itself instead of refusing (it happened once in CI, in
+ * about 350 refused connects under Wine, whose ConnectEx binds port 0 first).
+ */
 export async function freePort(): Promise<number> {
-  const u = await upstream(() => {});
-  const { port } = u;
-  await u.close();
-  return port;
+  const first = ephemeralRangeStart();
+  for (let i = 0; i < 64; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (first - 10_000));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port found between 10000 and ${first - 1}`);
+}
+
+/** The first port of the ephemeral range (Linux's /proc; 32768 where it cannot be read). */
+function ephemeralRangeStart(): number {
+  try {
+    const first = Number(
+      readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0],
+    );
+    return Number.isInteger(first) && first > 12_000 ? first : 32_768;
+  } catch {
+    return 32_768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
 }
 
 export async function until<T>(
