@@ -362,6 +362,21 @@ function table(head, rows, left = 1) {
   return lines.join('\n');
 }
 
+/** The goals (or targets) of one issue: what was measured and whether it is met. */
+function goalsTable(targets, issue, head) {
+  return table(
+    [head, 'measured', 'met'],
+    targets
+      .filter((t) => t.issue === issue)
+      .map((t) => [
+        t.target,
+        t.shown || 'not measured',
+        t.met === null ? '—' : t.met ? 'met' : 'not met',
+      ]),
+    2,
+  );
+}
+
 function cell(sum, key, unit) {
   if (!sum) return '';
   if (sum.median) return fmt(sum.median[key], unit);
@@ -501,19 +516,7 @@ export function markdown(res, workloads, systems) {
       L.push('No ratios: no pair of systems produced a relay measurement.');
     }
     L.push('');
-    L.push(
-      table(
-        ['goal (issue 14, keyport-uring vs HAProxy)', 'measured', 'met'],
-        res.targets
-          .filter((t) => t.issue === 14)
-          .map((t) => [
-            t.target,
-            t.shown || 'not measured',
-            t.met === null ? '—' : t.met ? 'met' : 'not met',
-          ]),
-        2,
-      ),
-    );
+    L.push(goalsTable(res.targets, 14, 'goal (issue 14, keyport-uring vs HAProxy)'));
     L.push('');
   }
 
@@ -553,19 +556,7 @@ export function markdown(res, workloads, systems) {
     }
     L.push('### Targets of issue 7 (the echo listener) — reported, not asserted');
     L.push('');
-    L.push(
-      table(
-        ['target', 'measured', 'met'],
-        res.targets
-          .filter((t) => t.issue === 7)
-          .map((t) => [
-            t.target,
-            t.shown || 'not measured',
-            t.met === null ? '—' : t.met ? 'met' : 'not met',
-          ]),
-        2,
-      ),
-    );
+    L.push(goalsTable(res.targets, 7, 'target'));
     L.push('');
   }
 
