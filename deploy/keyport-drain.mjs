@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Drains a running keyport through its API, for the places where a stop does not reach keyport's
-// graceful path. A Windows container is stopped (docker stop, Kubernetes) with
-// CTRL_SHUTDOWN_EVENT, which Node does not turn into a signal: keyport would end at once,
-// without draining. Run this first (a Kubernetes preStop hook; `docker exec` before
+// graceful path in time. A Windows container is stopped (docker stop, Kubernetes) with
+// CTRL_SHUTDOWN_EVENT: keyport drains on it, but Windows ends the process after the container's
+// shutdown timeout (5 s by default). Run this first (a Kubernetes preStop hook; `docker exec` before
 // `docker stop`): it asks every listener to drain (DELETE /listeners/{id}?mode=drain&deadlineMs=N:
 // no new clients, open connections go on) and waits until no connection is left or the deadline
 // has passed (keyport then aborts what is left of that listener itself).

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { request } from './helpers/http.js';
-import { OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
+import { BACKEND, logRecords, OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
 import { openEvents } from './helpers/sse.js';
 import { until, upstream } from './helpers/tcp.js';
 
@@ -84,15 +84,13 @@ function slowReader(port: number, rate: number) {
 }
 
 let configs = 0;
-async function relay(extra: Record<string, unknown> = {}) {
+async function relay(extra: Record<string, unknown> = {}, env: Record<string, string> = {}) {
   const config = join(OUT_DIR, `drain-${process.pid}-${++configs}.json`);
   writeFileSync(config, JSON.stringify({ shutdownDeadlineMs: 10_000, ...extra }));
-  const k = await startKeyport([
-    '--config',
-    config,
-    '--listener',
-    `127.0.0.1:0=forward:127.0.0.1:${up.port}`,
-  ]);
+  const k = await startKeyport(
+    ['--config', config, '--listener', `127.0.0.1:0=forward:127.0.0.1:${up.port}`],
+    { env },
+  );
   const l = ((await k.get('/listeners')).body as { items: Array<{ id: string; address: string }> })
     .items[0] as { id: string; address: string };
   return { k, listener: l.id, port: Number(l.address.split(':').pop()) };
@@ -120,6 +118,64 @@ t.test(
     t.equal(seen.bytes, TOTAL, `every byte arrived (${seen.bytes} of ${TOTAL})`);
     t.ok(seen.prefixOk, 'byte-exact');
     t.equal(await k.exited, 0, 'exit code 0: drained before the deadline');
+    s.destroy();
+  },
+);
+
+// Windows console events that end the process once their handler returns: `docker stop` and
+// a system shutdown (CTRL_SHUTDOWN_EVENT), the console closed (CTRL_CLOSE_EVENT). Wine turns the
+// launcher's SIGINT into Ctrl+C but cannot send these; the ctrl-c-as fault re-delivers that
+// Ctrl+C as the event, the way Windows delivers it (a thread running kernelbase's CtrlRoutine,
+// which calls the handlers and, if none takes it, the system's: it ends the process at once).
+const consoleEvents = [
+  { type: 6, name: 'CTRL_SHUTDOWN_EVENT', what: '`docker stop`' },
+  { type: 2, name: 'CTRL_CLOSE_EVENT', what: 'the console closed' },
+];
+const noConsole =
+  BACKEND === 'uring'
+    ? 'SKIPPED ON URING: console control events are Windows-only (Linux has SIGTERM, tested above)'
+    : false;
+for (const ev of consoleEvents) {
+  t.test(
+    `${ev.name} (${ev.what}): drained before the handler returns; every byte, then EOF`,
+    { skip: noConsole },
+    async (t) => {
+      const { k, port } = await relay(
+        { shutdownDeadlineMs: 30_000 },
+        { KEYPORT_TEST_FAULTS: `ctrl-c-as:${ev.type}` },
+      );
+      const { s, r } = await startTransfer(port, 12 * 1024 * 1024);
+      k.proc.kill('SIGTERM');
+      const seen = await r.done;
+      t.equal(seen.end, 'EOF', 'the stream ended with a clean FIN');
+      t.equal(seen.bytes, TOTAL, `every byte arrived (${seen.bytes} of ${TOTAL})`);
+      t.ok(seen.prefixOk, 'byte-exact');
+      t.equal(await k.exited, 0, 'exit code 0: drained before the deadline');
+      t.equal(
+        logRecords(k, `${ev.name}: shutting down`).length,
+        1,
+        `keyport logged the ${ev.name} drain`,
+      );
+      s.destroy();
+    },
+  );
+}
+
+t.test(
+  'CTRL_SHUTDOWN_EVENT: the deadline cuts a transfer short with RST, never a clean EOF',
+  { skip: noConsole },
+  async (t) => {
+    const { k, port } = await relay(
+      { shutdownDeadlineMs: 500 },
+      { KEYPORT_TEST_FAULTS: 'ctrl-c-as:6' },
+    );
+    const { s, r } = await startTransfer(port, 3 * 1024 * 1024);
+    k.proc.kill('SIGTERM');
+    const seen = await r.done;
+    t.ok(seen.bytes < TOTAL, `the transfer was cut short (${seen.bytes} of ${TOTAL})`);
+    t.equal(seen.end, 'ECONNRESET', 'the client saw a reset, never a clean EOF');
+    t.ok(seen.prefixOk, 'what arrived is byte-exact');
+    t.equal(await k.exited, 3, 'exit code 3: the drain had to reset');
     s.destroy();
   },
 );

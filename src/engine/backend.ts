@@ -126,6 +126,14 @@ export class BackendError extends Error {
   }
 }
 
+/** Windows console control events: Ctrl+C, Ctrl+Break, the console closed, logoff, shutdown. */
+export type ConsoleEvent = 'ctrl-c' | 'ctrl-break' | 'close' | 'logoff' | 'shutdown';
+/**
+ * Told of a console control event; true: handled, no other handler runs; false: the next one
+ * does (Node's own, which turns Ctrl+C into SIGINT, then the system's, which ends the process).
+ */
+export type ConsoleHandler = (event: ConsoleEvent) => boolean;
+
 export interface Backend extends PinnedAllocator {
   readonly name: 'iocp' | 'uring';
   /** Bytes at the start of each op record reserved for the backend (OVERLAPPED etc.). */
@@ -145,6 +153,14 @@ export interface Backend extends PinnedAllocator {
   start(sink: CompletionSink, records: RecordLookup): void;
   /** Wakes and stops the dequeue loop; resolves when no thread is parked in the kernel. */
   stop(): Promise<void>;
+  /**
+   * Dequeues and delivers completions on the calling thread, waiting up to `ms` for the first;
+   * the first call stops the background dequeue for good. For a drain that must end before
+   * the function running it returns (a Windows console handler). IOCP only.
+   */
+  pumpSync?(ms: number): void;
+  /** Calls `handler` on console control events (Windows only). */
+  watchConsoleEvents?(handler: ConsoleHandler): void;
 
   createSocket(family: 4 | 6): Sock;
   /** Binds and listens; exclusive (no other process may take the port). Returns the bound address. */

@@ -764,6 +764,46 @@ export class Engine implements EngineCore, CompletionSink {
     return drained && !this.resetDuringDrain;
   }
 
+  /**
+   * The same drain as shutdown(), done before it returns: completions are dequeued on this
+   * thread (backend.pumpSync) and the sweep run by hand, since the event loop cannot turn. For
+   * a Windows console handler (`docker stop`, the console closed): the system ends the process
+   * as soon as it returns. Also when an asynchronous shutdown is already under way (a Ctrl+C
+   * came first): it could only finish after the handler returned, which is too late. Nothing
+   * is left to run afterwards but process.exit(). Returns whether everything drained in time.
+   */
+  drainNow(deadlineMs: number): boolean {
+    const pump = this.backend.pumpSync?.bind(this.backend);
+    if (!pump) throw new Error(`the ${this.backend.name} backend cannot drain synchronously`);
+    this.stopped = true;
+    for (const l of [...this.listeners.values()]) l.close();
+    const busy = () => {
+      const hb = this.heartbeatKey?.inFlight ?? 0;
+      return (
+        this.ops.inFlightTotal - hb > 0 || this.connections.size > 0 || this.listeners.size > 0
+      );
+    };
+    const runUntil = (end: number) => {
+      for (let now = performance.now(); busy() && now < end; now = performance.now()) {
+        // Ops that finished inline wait for a setImmediate that cannot run: complete them here,
+        // and do not wait on the port while any is queued.
+        const inline = this.inlineHead < this.inlineQueue.length;
+        if (inline) this.drainInline();
+        pump(inline ? 0 : Math.min(50, end - now));
+        this.sweep();
+      }
+      return !busy();
+    };
+    const drained = runUntil(performance.now() + deadlineMs);
+    if (!drained) {
+      this.abortAll('shutdown deadline');
+      runUntil(performance.now() + 2000);
+    }
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.logConnectFailures(this.connectFailureLog.flush(performance.now()));
+    return drained && !this.resetDuringDrain;
+  }
+
   /** Resets every connection now (a second Ctrl+C during a drain, a drain deadline). */
   abortAll(reason: string): void {
     if (this.stopped && this.connections.size > 0) this.resetDuringDrain = true;

@@ -1,6 +1,6 @@
 // Fault injection for tests only (KEYPORT_TEST_FAULTS), so a test can make the kernel's word
 // disagree with keyport's tables and watch the engine hold: e.g.
-//   KEYPORT_TEST_FAULTS=wrong-key:3,duplicate:5,socket-limit:40,throw-after:100,non-ifs:1
+//   KEYPORT_TEST_FAULTS=wrong-key:3,duplicate:5,socket-limit:40,throw-after:100,non-ifs:1,ctrl-c-as:6
 // Read once at start-up; with the variable unset every field is 0 and costs one test.
 
 export interface Faults {
@@ -19,6 +19,11 @@ export interface Faults {
   nonIfs: number;
   /** io_uring: the provided-buffer ring holds this many buffers (a power of two), so it runs out. */
   providedBuffers: number;
+  /**
+   * Windows: a Ctrl+C is delivered again as this console event (2 close, 6 shutdown), the way
+   * Windows delivers it; Wine turns SIGINT into Ctrl+C but cannot send the others.
+   */
+  ctrlCAs: number;
 }
 
 const NAMES: Record<string, keyof Faults> = {
@@ -28,6 +33,7 @@ const NAMES: Record<string, keyof Faults> = {
   'throw-after': 'throwAfter',
   'non-ifs': 'nonIfs',
   'provided-buffers': 'providedBuffers',
+  'ctrl-c-as': 'ctrlCAs',
 };
 
 export function parseFaults(spec: string | undefined): Faults {
@@ -38,6 +44,7 @@ export function parseFaults(spec: string | undefined): Faults {
     throwAfter: 0,
     nonIfs: 0,
     providedBuffers: 0,
+    ctrlCAs: 0,
   };
   if (!spec) return f;
   for (const part of spec.split(',')) {

@@ -181,6 +181,22 @@ export async function run(argv: string[]): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGBREAK', () => void stop('SIGBREAK'));
+  // Windows: `docker stop` and a system shutdown send CTRL_SHUTDOWN_EVENT, closing the console
+  // CTRL_CLOSE_EVENT; the process ends as soon as a handler of them returns, so this one drains
+  // before it returns. Ctrl+C and Ctrl+Break go on to Node (SIGINT, SIGBREAK above); a logoff
+  // is not a reason to stop (a service outlives its users' sessions).
+  backend.watchConsoleEvents?.((event) => {
+    if (event !== 'shutdown' && event !== 'close') return event === 'logoff';
+    const name = event === 'shutdown' ? 'CTRL_SHUTDOWN_EVENT' : 'CTRL_CLOSE_EVENT';
+    api.log.info(
+      { deadlineMs: settings.shutdownDeadlineMs, connections: engine.connections.size },
+      `${name}: shutting down (draining before the handler returns)`,
+    );
+    stopping = true;
+    const drained = engine.drainNow(settings.shutdownDeadlineMs);
+    api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
+    process.exit(drained ? 0 : 3);
+  });
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

@@ -5,6 +5,7 @@ import {
   type Backend,
   BackendError,
   type CompletionSink,
+  type ConsoleHandler,
   type OpData,
   PENDING,
   type RecordLookup,
@@ -15,6 +16,7 @@ import {
 } from '../backend.js';
 import { FAULTS, wrongKey } from '../faults.js';
 import type { PinnedBlock } from '../pinned.js';
+import { watchConsoleEvents, watchCtrlCAsFault } from './console-events.js';
 import { ntstatusToWin32, win32ErrorName } from './errors.js';
 import { type Extensions, loadExtensions } from './extensions.js';
 import {
@@ -41,6 +43,10 @@ import * as w from './win32.js';
 export const DEQUEUE_BATCH = 256;
 
 const WAKE_KEY = 0n;
+/** Where a dequeue buffer keeps the count of entries removed, after the entries. */
+const REMOVED_OFF = ENTRY_SIZE * DEQUEUE_BATCH;
+/** The count slot's value while a dequeue call has not returned (no call removes that many). */
+const NOT_RETURNED = 0xffffffff;
 
 function u64(view: DataView, off: number): number {
   return view.getUint32(off, true) + view.getUint32(off + 4, true) * 0x1_0000_0000;
@@ -100,6 +106,11 @@ export class IocpBackend implements Backend {
   private readonly scratch: PinnedBlock;
   private readonly scratchView: DataView;
   private entries: PinnedBlock | null = null;
+  private entriesView: DataView | null = null;
+  private sink: CompletionSink | null = null;
+  /** A synchronous drain (pumpSync) took over the dequeue from the pool thread. */
+  private synchronous = false;
+  private syncEntries: { block: PinnedBlock; view: DataView } | null = null;
   private stopping = false;
   private parked: Promise<void> | null = null;
 
@@ -119,6 +130,7 @@ export class IocpBackend implements Backend {
     this.port = port;
     this.scratch = this.allocPinned(256);
     this.scratchView = new DataView(this.scratch.bytes.buffer, this.scratch.bytes.byteOffset, 256);
+    watchCtrlCAsFault();
     this.protocolInfo = this.allocPinned(w.PROTOCOL_INFO_SIZE + 8);
     this.protocolInfoView = new DataView(
       this.protocolInfo.bytes.buffer,
@@ -144,6 +156,7 @@ export class IocpBackend implements Backend {
   // ---- the dequeue loop -------------------------------------------------------------------
 
   start(sink: CompletionSink, _records: RecordLookup): void {
+    this.sink = sink;
     const entries = this.allocPinned(ENTRY_SIZE * DEQUEUE_BATCH + 8);
     this.entries = entries;
     const view = new DataView(
@@ -151,10 +164,13 @@ export class IocpBackend implements Backend {
       entries.bytes.byteOffset,
       entries.bytes.byteLength,
     );
-    const removedOff = ENTRY_SIZE * DEQUEUE_BATCH;
-    const removedAddr = entries.addr + BigInt(removedOff);
+    this.entriesView = view;
+    const removedAddr = entries.addr + BigInt(REMOVED_OFF);
     this.parked = new Promise<void>((resolve) => {
       const park = (): void => {
+        // The count slot holds NOT_RETURNED until this call returns: takeOver() tells by it
+        // whether the call still waits or has entries its callback did not deliver yet.
+        view.setUint32(REMOVED_OFF, NOT_RETURNED, true);
         w.GetQueuedCompletionStatusEx.async(
           this.port,
           entries.addr,
@@ -163,36 +179,14 @@ export class IocpBackend implements Backend {
           w.INFINITE,
           0,
           (err: unknown, ok: number) => {
+            // A synchronous drain took over and delivered what this call dequeued.
+            if (this.synchronous) return resolve();
             if (err || !ok) {
               // The port is gone (closed under us): nothing more will come.
               resolve();
               return;
             }
-            const n = view.getUint32(removedOff, true);
-            let woken = false;
-            try {
-              for (let i = 0; i < n; i++) {
-                const base = i * ENTRY_SIZE;
-                const key = view.getBigUint64(base + ENTRY_KEY, true);
-                const ov = u64(view, base + ENTRY_OVERLAPPED);
-                if (key === WAKE_KEY && ov === 0) {
-                  woken = true;
-                  continue;
-                }
-                // The entry is the kernel's word: its key, its OVERLAPPED, its status and bytes
-                // (the packet's own copy of the IO_STATUS_BLOCK).
-                const bytes = view.getUint32(base + ENTRY_BYTES, true);
-                const status = ntstatusToWin32(view.getUint32(base + ENTRY_INTERNAL, true));
-                sink.completion(key, ov, bytes, status);
-                if (FAULTS.duplicateEvery > 0 && ++this.dequeued % FAULTS.duplicateEvery === 0) {
-                  // Test fault: the same packet once more, as a buggy layer might queue it.
-                  w.PostQueuedCompletionStatus(this.port, bytes, key, BigInt(ov));
-                }
-              }
-              sink.batch(n);
-            } catch (e) {
-              this.onError(e);
-            }
+            const woken = this.deliverGuarded(view, view.getUint32(REMOVED_OFF, true));
             if (woken && this.stopping) resolve();
             else park();
           },
@@ -200,6 +194,92 @@ export class IocpBackend implements Backend {
       };
       park();
     });
+  }
+
+  /**
+   * Hands `n` dequeued entries to the sink, as the port returned them; a throw goes to the
+   * fatal path. Returns whether one of them was the wake packet.
+   */
+  private deliverGuarded(view: DataView, n: number): boolean {
+    const sink = this.sink as CompletionSink;
+    let woken = false;
+    try {
+      for (let i = 0; i < n; i++) {
+        const base = i * ENTRY_SIZE;
+        const key = view.getBigUint64(base + ENTRY_KEY, true);
+        const ov = u64(view, base + ENTRY_OVERLAPPED);
+        if (key === WAKE_KEY && ov === 0) {
+          woken = true;
+          continue;
+        }
+        // The entry is the kernel's word: its key, its OVERLAPPED, its status and bytes (the
+        // packet's own copy of the IO_STATUS_BLOCK).
+        const bytes = view.getUint32(base + ENTRY_BYTES, true);
+        const status = ntstatusToWin32(view.getUint32(base + ENTRY_INTERNAL, true));
+        sink.completion(key, ov, bytes, status);
+        if (FAULTS.duplicateEvery > 0 && ++this.dequeued % FAULTS.duplicateEvery === 0) {
+          // Test fault: the same packet once more, as a buggy layer might queue it.
+          w.PostQueuedCompletionStatus(this.port, bytes, key, BigInt(ov));
+        }
+      }
+      sink.batch(n);
+    } catch (e) {
+      this.onError(e);
+    }
+    return woken;
+  }
+
+  /**
+   * Dequeues and delivers completions on the calling (main) thread, waiting up to `ms` for the
+   * first. For a console control handler, which must finish the drain before it returns while
+   * the event loop cannot turn: the first call takes over from the pool thread's dequeue.
+   */
+  pumpSync(ms: number): void {
+    if (!this.synchronous) this.takeOver();
+    if (!this.syncEntries) {
+      const block = this.allocPinned(ENTRY_SIZE * DEQUEUE_BATCH + 8);
+      this.syncEntries = {
+        block,
+        view: new DataView(block.bytes.buffer, block.bytes.byteOffset, block.bytes.byteLength),
+      };
+    }
+    const { block, view } = this.syncEntries;
+    const ok = w.GetQueuedCompletionStatusEx(
+      this.port,
+      block.addr,
+      DEQUEUE_BATCH,
+      block.addr + BigInt(REMOVED_OFF),
+      Math.max(0, Math.round(ms)),
+      0,
+    );
+    if (!ok) {
+      const code = w.GetLastError();
+      if (code === w.WAIT_TIMEOUT) return;
+      this.fail('GetQueuedCompletionStatusEx', code);
+    }
+    this.deliverGuarded(view, view.getUint32(REMOVED_OFF, true));
+  }
+
+  /**
+   * Stops the pool thread's dequeue for good and delivers what it dequeued: if its call still
+   * waits, a wake packet makes it return (within 2 s); if it returned while the main thread was
+   * busy, its entries are still in the buffer, undelivered. Either way its callback, when it
+   * runs, finds `synchronous` set and does nothing.
+   */
+  private takeOver(): void {
+    this.synchronous = true;
+    const view = this.entriesView;
+    if (!view || !this.parked) return;
+    if (view.getUint32(REMOVED_OFF, true) === NOT_RETURNED) {
+      w.PostQueuedCompletionStatus(this.port, 0, WAKE_KEY, 0n);
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      const until = performance.now() + 2000;
+      while (view.getUint32(REMOVED_OFF, true) === NOT_RETURNED && performance.now() < until) {
+        Atomics.wait(nap, 0, 0, 1);
+      }
+      if (view.getUint32(REMOVED_OFF, true) === NOT_RETURNED) return;
+    }
+    this.deliverGuarded(view, view.getUint32(REMOVED_OFF, true));
   }
 
   async stop(): Promise<void> {
@@ -213,6 +293,12 @@ export class IocpBackend implements Backend {
     w.CloseHandle(this.port);
     if (this.entries) this.freePinned(this.entries);
     this.entries = null;
+    if (this.syncEntries) this.freePinned(this.syncEntries.block);
+    this.syncEntries = null;
+  }
+
+  watchConsoleEvents(handler: ConsoleHandler): void {
+    watchConsoleEvents(handler);
   }
 
   /** Posts a completion packet by hand (used by the self-test and to inject wake-ups). */

@@ -18,6 +18,18 @@ export const PostQueuedCompletionStatus = kernel32.func(
 export const CloseHandle = kernel32.func('int __stdcall CloseHandle(intptr_t h)');
 export const GetLastError = kernel32.func('uint32_t __stdcall GetLastError()');
 export const CancelIoEx = kernel32.func('int __stdcall CancelIoEx(intptr_t h, void *overlapped)');
+// Console control events (Ctrl+C, Ctrl+Break, console close, logoff, shutdown: `docker stop`).
+export const HandlerRoutineProto = koffi.proto('int __stdcall HandlerRoutine(uint32_t type)');
+export const SetConsoleCtrlHandler = kernel32.func(
+  'int __stdcall SetConsoleCtrlHandler(void *handler, int add)',
+);
+export const GetModuleHandleW = kernel32.func('intptr_t __stdcall GetModuleHandleW(str16 name)');
+export const GetProcAddress = kernel32.func(
+  'void * __stdcall GetProcAddress(intptr_t m, str name)',
+);
+export const CreateThread = kernel32.func(
+  'intptr_t __stdcall CreateThread(void *attrs, uintptr_t stack, void *start, uintptr_t param, uint32_t flags, void *id)',
+);
 export const SetFileCompletionNotificationModes = kernel32.func(
   'int __stdcall SetFileCompletionNotificationModes(intptr_t h, uint8_t flags)',
 );
@@ -67,6 +79,7 @@ export const INVALID_SOCKET = -1;
 export const INVALID_HANDLE_VALUE = -1;
 export const SOCKET_ERROR = -1;
 export const INFINITE = 0xffffffff;
+export const WAIT_TIMEOUT = 258;
 
 export const AF_INET = 2;
 export const AF_INET6 = 23;
