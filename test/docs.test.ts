@@ -231,7 +231,8 @@ t.test('every metric the docs name is in the exposition', async (t) => {
   const { createMetrics } = await import('../dist/metrics/keyport.js');
   const m = createMetrics({
     ops: { inFlight: () => [], quarantined: 0 },
-    listeners: new Map(),
+    // One listener, so that the per-listener histograms have their _bucket series.
+    listeners: new Map([['l1', { id: 'l1', connections: { size: 0 }, degraded: false }]]),
     connections: new Map(),
     anomalies: { counts: { stray: 0, 'key-mismatch': 0, duplicate: 0 } },
     buffers: { inUse: 0, provided: { available: 256 } },

@@ -205,7 +205,7 @@ const quiet = () =>
 /** Waits until keyport has run two more full GCs (KEYPORT_DEBUG_GC_MS) than when called. */
 async function twoMoreGcs(): Promise<void> {
   const gcs = () =>
-    metric(k.api, 'keyport_nodejs_gc_duration_seconds_count', { kind: 'major' }).catch(() => 0);
+    metric(k.api, 'nodejs_gc_duration_seconds_count', { kind: 'major' }).catch(() => 0);
   const before = await gcs();
   await until(gcs, (n) => n >= before + 2, 30_000);
 }
@@ -219,11 +219,11 @@ t.test(`${SECONDS} s of forward churn at full rate leaves nothing behind`, async
   await quiet();
   await twoMoreGcs();
   const baseline = await rssBytes(k.api);
-  const heapBefore = await metric(k.api, 'keyport_nodejs_heap_size_used_bytes');
+  const heapBefore = await metric(k.api, 'nodejs_heap_size_used_bytes');
   const failures = () =>
     metric(k.api, 'keyport_upstream_connect_failures_total', { listener: fwd.id });
   const failuresBefore = await failures();
-  const cpu = () => metric(k.api, 'keyport_process_cpu_seconds_total');
+  const cpu = () => metric(k.api, 'process_cpu_seconds_total');
   const cpuBefore = await cpu();
 
   churnStartedAt = performance.now();
@@ -288,7 +288,7 @@ t.test(`${SECONDS} s of forward churn at full rate leaves nothing behind`, async
 
   await twoMoreGcs();
   const after = await rssBytes(k.api);
-  const heapAfter = await metric(k.api, 'keyport_nodejs_heap_size_used_bytes');
+  const heapAfter = await metric(k.api, 'nodejs_heap_size_used_bytes');
   const mib = (b: number) => (b / 1048576).toFixed(1);
   t.comment(
     `RSS ${mib(baseline)} → ${mib(after)} MiB; JS heap used ${mib(heapBefore)} → ${mib(heapAfter)} MiB`,

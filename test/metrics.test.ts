@@ -93,7 +93,12 @@ t.test('the exposition passes promtool check metrics', async (t) => {
   t.match(s.contentType, /^text\/plain; version=0\.0\.4/);
   const r = promtool(['check', 'metrics'], s.text);
   t.ok(r.ok, 'promtool check metrics', { out: r.out });
-  t.ok(s.names.has('keyport_process_cpu_seconds_total'), 'process metrics, prefixed');
+  t.ok(s.names.has('process_cpu_seconds_total'), 'process metrics, unprefixed');
+  t.ok(s.names.has('nodejs_eventloop_lag_p99_seconds'), 'Node.js metrics, unprefixed');
+  t.notOk(
+    [...s.names].some((n) => /^keyport_(process|nodejs)_/.test(n)),
+    'no keyport_-prefixed process metrics left',
+  );
   t.equal(value(s, 'keyport_connections', { listener: echoL.id }), 0);
 });
 
@@ -158,7 +163,75 @@ t.test('a refused upstream counts the named error and the connect failure', asyn
   t.equal(errs.length, 1, 'one connect error series');
   t.equal(errs[0]?.labels.error, ERR.refused, 'the error is named');
   t.equal(errs[0]?.value, 1);
+  t.equal(
+    value(x, 'keyport_connections_closed_total', {
+      listener: fwdL.id,
+      reason: 'upstream-connect-failed',
+    }),
+    1,
+    'the reset client is counted as closed: upstream-connect-failed',
+  );
 });
+
+t.test('build_info names the version, the backend and the Node.js version', async (t) => {
+  const s = await scrape();
+  const info = s.samples.filter((x) => x.name === 'keyport_build_info');
+  t.equal(info.length, 1, 'one series');
+  t.equal(info[0]?.value, 1);
+  const health = (await k.get('/healthz')).body as { version?: string };
+  t.match(info[0]?.labels, {
+    backend: process.env.KEYPORT_TEST_BACKEND === 'uring' ? 'uring' : 'iocp',
+    node: /^v\d+\.\d+\.\d+/,
+  });
+  t.match(info[0]?.labels.version, /^\d+\.\d+\.\d+/);
+  if (health.version) t.equal(info[0]?.labels.version, health.version, 'as /healthz says');
+});
+
+t.test(
+  'connections closed by their clients: closed_total{reason="eof"} and durations',
+  async (t) => {
+    const N = 3;
+    const closedEof = (x: Scrape) =>
+      value(x, 'keyport_connections_closed_total', { listener: echoL.id, reason: 'eof' }) ?? 0;
+    const durations = (x: Scrape) =>
+      value(x, 'keyport_connection_duration_seconds_count', { listener: echoL.id }) ?? Number.NaN;
+    const before = await scrape();
+    t.ok(Number.isFinite(durations(before)), 'the listener has a duration series from the start');
+    const socks = await Promise.all(Array.from({ length: N }, () => open(echoL)));
+    for (const s of socks) {
+      s.write('x');
+      await readBytes(s, 1);
+    }
+    const held = 150; // ms: every duration is at least this
+    await new Promise((r) => setTimeout(r, held));
+    for (const s of socks) s.end();
+    await Promise.all(socks.map(closed));
+    const after = await until(scrape, (x) => closedEof(x) - closedEof(before) >= N);
+    t.equal(closedEof(after) - closedEof(before), N, `closed_total{reason="eof"} +${N}`);
+    t.equal(durations(after) - durations(before), N, `duration count +${N}`);
+    const bucket = (x: Scrape, le: string) =>
+      value(x, 'keyport_connection_duration_seconds_bucket', { listener: echoL.id, le }) ?? 0;
+    t.equal(bucket(after, '0.1') - bucket(before, '0.1'), 0, `none shorter than ${held} ms`);
+    t.equal(bucket(after, '+Inf') - bucket(before, '+Inf'), N, '+Inf bucket +N');
+    const sum = (x: Scrape) =>
+      value(x, 'keyport_connection_duration_seconds_sum', { listener: echoL.id }) ?? 0;
+    t.ok(sum(after) - sum(before) >= (N * held) / 1000, 'sum covers the time they were held');
+    const buckets = after.samples.filter(
+      (x) =>
+        x.name === 'keyport_connection_duration_seconds_bucket' && x.labels.listener === echoL.id,
+    );
+    t.equal(buckets[0]?.labels.le, '0.001', 'buckets start at 1 ms');
+    t.equal(buckets.at(-2)?.labels.le, '3600', 'and end at 1 h');
+    t.equal(
+      value(after, 'keyport_connections_closed_total', {
+        listener: echoL.id,
+        reason: 'client-error',
+      }),
+      undefined,
+      'no client error',
+    );
+  },
+);
 
 t.test('accepted_total equals the connections made; accepts return to the depth', async (t) => {
   const socks = await Promise.all(Array.from({ length: 10 }, () => open(echoL)));
@@ -223,7 +296,7 @@ t.test('OpenMetrics when the scraper asks for it, text otherwise', async (t) => 
   // prom-client renames counters in place when it renders OpenMetrics; text must not notice.
   const tx = await scrape();
   t.match(tx.text, /^# TYPE keyport_accepted_total counter$/m);
-  t.match(tx.text, /^# TYPE keyport_process_cpu_seconds_total counter$/m);
+  t.match(tx.text, /^# TYPE process_cpu_seconds_total counter$/m);
   t.ok(promtool(['check', 'metrics'], tx.text).ok, 'still passes promtool after OpenMetrics');
 });
 
@@ -241,12 +314,19 @@ t.test('deploy/: the dashboard and the scrape config use only real metric names'
   };
   walk(JSON.parse(dashboard));
   t.ok(exprs.length >= 10, `${exprs.length} queries`);
-  const used = new Set(dashboard.match(/\bkeyport_[a-z0-9_]+/g) ?? []);
+  // Every query follows the instance picker (the variables' own label_values queries aside).
+  for (const e of exprs.filter((e) => !e.startsWith('label_values(')))
+    t.match(e, /instance=~"\$instance"/, `per instance: ${e.slice(0, 60)}`);
+  const used = new Set(dashboard.match(/\b(?:keyport|process|nodejs)_[a-z0-9_]+/g) ?? []);
   for (const name of [
     'keyport_completion_latency_seconds_bucket',
     'keyport_connections',
     'keyport_bytes_total',
     'keyport_completion_errors_total',
+    'keyport_connections_closed_total',
+    'keyport_connection_duration_seconds_bucket',
+    'keyport_build_info',
+    'process_cpu_seconds_total',
   ])
     t.ok(used.has(name), `dashboard shows ${name}`);
   for (const name of used) t.ok(s.names.has(name), `${name} is in the exposition`);
@@ -257,7 +337,11 @@ t.test('deploy/: the dashboard and the scrape config use only real metric names'
   const queries = exprs
     .filter((e) => !e.startsWith('label_values('))
     .map((e) =>
-      e.replaceAll('$__rate_interval', '1m').replaceAll('$job', '.*').replaceAll('$op', 'recv'),
+      e
+        .replaceAll('$__rate_interval', '1m')
+        .replaceAll('$job', '.*')
+        .replaceAll('$instance', '.*')
+        .replaceAll('$op', 'recv'),
     );
   writeFileSync(
     rules,

@@ -8,6 +8,7 @@ import { VERSION } from '../version.js';
 import { type AuthOptions, installAuth } from './auth.js';
 import type { EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
+import { documentRoute } from './openapi-doc.js';
 import { commandRoutes } from './routes/commands.js';
 import { engineViewRoutes } from './routes/engine-views.js';
 import { eventRoutes } from './routes/events.js';
@@ -19,10 +20,12 @@ import { installSafety } from './safety.js';
 import {
   ConnectionDetail,
   ConnectionView,
+  KeyOwner,
   KeyView,
   ListenerView,
   OpView,
   Readiness,
+  TraceEntryView,
 } from './schemas/engine.js';
 import { ErrorResponse } from './schemas/error.js';
 
@@ -70,7 +73,8 @@ export function buildApi(opts: BuildApiOptions) {
       );
     },
     // Unknown fields are an error, not silently dropped (Fastify's default strips them).
-    ajv: { customOptions: { removeAdditional: false } },
+    // `example` is OpenAPI 3.0's annotation (JSON Schema's `examples` is not valid there).
+    ajv: { customOptions: { removeAdditional: false, keywords: ['example'] } },
     // keyport logs listeners and connections; a line per HTTP request would drown them.
     logController: new LogController({ disableRequestLogging: true }),
     // Router-level failures (undecodable URL, over-long param) bypass the error handler.
@@ -86,9 +90,21 @@ export function buildApi(opts: BuildApiOptions) {
   installAuth(app, opts.auth ?? { token: null, protect: 'commands' });
   app.addSchema(ErrorResponse);
   // Shared by several route plugins, so registered at the root.
-  for (const s of [ListenerView, ConnectionView, ConnectionDetail, KeyView, OpView, Readiness])
+  // (The referenced before those that refer to them.)
+  for (const s of [
+    KeyOwner,
+    TraceEntryView,
+    ListenerView,
+    ConnectionView,
+    ConnectionDetail,
+    KeyView,
+    OpView,
+    Readiness,
+  ])
     app.addSchema(s);
 
+  // Security and the hooks' 4xx answers on every documented route, before swagger sees it.
+  app.addHook('onRoute', documentRoute);
   // Must be registered before the routes: it collects them from the onRoute hook.
   app.register(fastifySwagger, {
     openapi: {
@@ -97,7 +113,15 @@ export function buildApi(opts: BuildApiOptions) {
         title: 'keyport',
         version: VERSION,
         description: 'Control plane of the keyport TCP echo/relay engine',
+        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
       },
+      servers: [
+        {
+          url: 'http://127.0.0.1:9180',
+          description:
+            "keyport's default API address (api.address in the config file, or --api, sets another)",
+        },
+      ],
       components: {
         securitySchemes: {
           bearer: {

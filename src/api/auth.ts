@@ -12,24 +12,29 @@ export interface AuthOptions {
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
+/**
+ * Routes that never need the token: liveness and readiness (probes carry no token; /readyz
+ * shows ready or not and why, no connection data), the API's own description, and the status
+ * page's shell (its HTML, scripts and /ui/config; the page asks for the token before it reads
+ * any). The OpenAPI's per-operation `security` follows the same rule (src/api/openapi-doc.ts).
+ */
+export function isOpenPath(path: string): boolean {
+  return (
+    path === '/healthz' ||
+    path === '/readyz' ||
+    path === '/openapi.json' ||
+    path === '/docs' ||
+    path.startsWith('/docs/') ||
+    path === '/' ||
+    path.startsWith('/ui/')
+  );
+}
+
 export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
   if (!opts.token) return;
   const expected = digest(opts.token);
   app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?')[0];
-    // Liveness and readiness (probes carry no token; /readyz shows ready or not and why, no
-    // connection data), the API's own description, and the status page's shell (its HTML,
-    // scripts and /ui/config; the page asks for the token before it reads any) stay open.
-    if (
-      path === '/healthz' ||
-      path === '/readyz' ||
-      path === '/openapi.json' ||
-      path === '/docs' ||
-      path?.startsWith('/docs/') ||
-      path === '/' ||
-      path?.startsWith('/ui/')
-    )
-      return;
+    if (isOpenPath(req.url.split('?')[0] ?? '')) return;
     const isRead = req.method === 'GET' || req.method === 'HEAD';
     if (isRead && opts.protect === 'commands') return;
     const header = req.headers.authorization ?? '';

@@ -49,7 +49,9 @@ export class Exposition {
     this.openMetrics.setContentType(Registry.OPENMETRICS_CONTENT_TYPE);
     if (opts.processMetrics ?? true) {
       const defaults = new Registry();
-      collectDefaultMetrics({ register: defaults, prefix: 'keyport_' });
+      // Unprefixed (process_*, nodejs_*), as every exporter names them: standard dashboards
+      // and alerts (process_resident_memory_bytes, nodejs_eventloop_lag_p99_seconds) just work.
+      collectDefaultMetrics({ register: defaults });
       for (const m of defaults.getMetricsAsArray() as unknown as Source[]) {
         // nodejs_active_{handles,requests,resources}_total are gauges named like counters
         // (promtool rejects them); the by-type gauges beside them carry the same numbers.

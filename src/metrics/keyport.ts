@@ -4,7 +4,9 @@
 import { exponentialBuckets } from 'prom-client';
 import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
+import { CLOSE_REASON_KINDS, type CloseReasonKind, closeReasonKind } from '../engine/connection.js';
 import type { EngineObserver } from '../engine/engine.js';
+import { VERSION } from '../version.js';
 import { Exposition, type Rendered } from './exposition.js';
 import {
   CollectedFamily,
@@ -30,6 +32,8 @@ export interface MetricsEngine {
   };
   readonly stats: { readonly providedExhausted: number };
   readonly splicePipes: { readonly bytes: number; readonly inUse: number } | null;
+  /** For keyport_build_info{backend}. */
+  readonly backend?: { readonly name: string };
 }
 
 interface ListenerLike {
@@ -39,6 +43,10 @@ interface ListenerLike {
 interface ConnectionLike {
   readonly listener: ListenerLike;
   readonly client: { readonly bytesIn: number; readonly bytesOut: number };
+  /** As the connection recorded it; counted by kind (closeReasonKind), never verbatim. */
+  readonly closeReason: string | null;
+  /** performance.now() at accept. */
+  readonly startedAt: number;
 }
 
 /** Distinct (op, error) series before further unknown names are counted as error="other". */
@@ -49,9 +57,23 @@ export const LATENCY_BUCKETS = exponentialBuckets(0.00001, 2, 21);
 /** 1 to 256: both backends take at most 256 completions per dequeue. */
 export const BATCH_BUCKETS = exponentialBuckets(1, 2, 9);
 
+/**
+ * Connection lifetimes, 1 ms to 1 h: a refused or reset client ends in milliseconds, a request
+ * in seconds, a long-lived session (database, SSH) in minutes to hours; longer ones land in +Inf.
+ */
+export const DURATION_BUCKETS = [
+  0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600,
+];
+
+const REASON_INDEX = new Map<CloseReasonKind, number>(CLOSE_REASON_KINDS.map((k, i) => [k, i]));
+const REASON_OTHER = CLOSE_REASON_KINDS.indexOf('other');
+
 /** Per-listener totals; bytes of closed connections are folded in when they close. */
 class ListenerTotals {
   accepted = 0;
+  /** Closed connections by CLOSE_REASON_KINDS index. */
+  readonly closed = new Float64Array(CLOSE_REASON_KINDS.length);
+  constructor(readonly duration: HistogramChild) {}
   /** Upstream connect failures by error name. */
   readonly connectFailures = new Map<string, number>();
   closedBytesIn = 0;
@@ -80,6 +102,11 @@ export class KeyportMetrics implements EngineObserver {
     'Completions with a non-zero status, by op and error name',
     ['op', 'error'],
   );
+  private readonly duration = new HistogramVec(
+    'keyport_connection_duration_seconds',
+    'Lifetime of closed connections, from accept to close',
+    DURATION_BUCKETS,
+  );
   private readonly latencyByOp = {} as Record<OpKind, HistogramChild>;
   private readonly inlineByOp = {} as Record<OpKind, CounterChild>;
   private readonly errorsByOp = {} as Record<OpKind, Map<string, CounterChild>>;
@@ -100,6 +127,23 @@ export class KeyportMetrics implements EngineObserver {
 
     const x = new Exposition(opts);
     this.exposition = x;
+    x.add(
+      new CollectedFamily(
+        'keyport_build_info',
+        'Always 1; the labels say which keyport this is: version, completion backend (iocp or uring) and Node.js version',
+        'gauge',
+        () => [
+          {
+            labels: {
+              version: VERSION,
+              backend: this.engine.backend?.name ?? 'none',
+              node: process.version,
+            },
+            value: 1,
+          },
+        ],
+      ),
+    );
     x.add(this.latency);
     x.add(this.batchSize);
     x.add(
@@ -119,6 +163,15 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.perListener('keyport_accepted_total', 'Connections accepted', (t) => t.accepted));
+    x.add(
+      new CollectedFamily(
+        'keyport_connections_closed_total',
+        'Connections closed, by the kind of their close reason (eof, client-error, idle-timeout, …)',
+        'counter',
+        () => this.closed(),
+      ),
+    );
+    x.add(this.duration);
     x.add(
       new CollectedFamily(
         'keyport_bytes_total',
@@ -242,6 +295,8 @@ export class KeyportMetrics implements EngineObserver {
     const t = this.listenerTotals(conn.listener.id);
     t.closedBytesIn += conn.client.bytesIn;
     t.closedBytesOut += conn.client.bytesOut;
+    t.closed[REASON_INDEX.get(closeReasonKind(conn.closeReason)) ?? REASON_OTHER] += 1;
+    t.duration.observe((performance.now() - conn.startedAt) / 1000);
   }
 
   upstreamConnectFailed(listener: ListenerLike, errorName: string): void {
@@ -270,7 +325,7 @@ export class KeyportMetrics implements EngineObserver {
   private listenerTotals(id: string): ListenerTotals {
     let t = this.totals.get(id);
     if (!t) {
-      t = new ListenerTotals();
+      t = new ListenerTotals(this.duration.child({ listener: id }));
       this.totals.set(id, t);
     }
     return t;
@@ -295,6 +350,25 @@ export class KeyportMetrics implements EngineObserver {
       if (t.connectFailures.size === 0) out.push({ labels: { listener }, value: 0 });
       for (const [error, value] of t.connectFailures)
         out.push({ labels: { listener, error }, value });
+    }
+    return out;
+  }
+
+  /**
+   * One series per listener and reason kind seen; a listener without any close yet has one
+   * series without `reason`, at 0, as for connect failures.
+   */
+  private closed(): Sample[] {
+    for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+    const out: Sample[] = [];
+    for (const [listener, t] of this.totals) {
+      let any = false;
+      t.closed.forEach((value, i) => {
+        if (value === 0) return;
+        any = true;
+        out.push({ labels: { listener, reason: CLOSE_REASON_KINDS[i] as string }, value });
+      });
+      if (!any) out.push({ labels: { listener }, value: 0 });
     }
     return out;
   }

@@ -21,4 +21,4 @@ export async function metric(
   return sum;
 }
 
-export const rssBytes = (api: string) => metric(api, 'keyport_process_resident_memory_bytes');
+export const rssBytes = (api: string) => metric(api, 'process_resident_memory_bytes');

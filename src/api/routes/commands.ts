@@ -20,6 +20,7 @@ import {
 } from '../../main/netrules.js';
 import type { EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
+import { RefTo } from '../schemas/engine.js';
 import { ErrorRef } from '../schemas/error.js';
 
 const IdParams = Type.Object(
@@ -151,10 +152,11 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
     '/listeners',
     {
       schema: {
+        operationId: 'createListener',
         summary: 'Start a listener',
         tags: ['commands'],
         security,
-        body: ListenerInput,
+        body: RefTo(ListenerInput),
         response: {
           201: Type.Ref('Listener'),
           400: ErrorRef,
@@ -196,6 +198,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
     '/listeners/:id',
     {
       schema: {
+        operationId: 'closeListener',
         summary:
           'Stop a listener: drain (refuse new clients, let connections finish until the deadline) or abort',
         tags: ['commands'],
@@ -222,6 +225,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
     '/connections/:id',
     {
       schema: {
+        operationId: 'closeConnection',
         summary: 'Close a connection: graceful (its peers get EOF) or abort (RST)',
         tags: ['commands'],
         security,
@@ -248,6 +252,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
     '/ops/:record',
     {
       schema: {
+        operationId: 'cancelOp',
         summary:
           'Cancel one in-flight op (CancelIoEx on its OVERLAPPED) and report what became of it',
         tags: ['commands'],
@@ -261,7 +266,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
           },
           { additionalProperties: false },
         ),
-        response: { 200: CancelOutcome, 401: ErrorRef, 404: ErrorRef, 409: ErrorRef },
+        response: { 200: RefTo(CancelOutcome), 401: ErrorRef, 404: ErrorRef, 409: ErrorRef },
       },
     },
     async (req, reply) => {

@@ -15,6 +15,7 @@ import {
   PageOf,
   PageQuery,
   Readiness,
+  RefTo,
 } from '../schemas/engine.js';
 import { ErrorRef } from '../schemas/error.js';
 
@@ -31,9 +32,10 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/readyz',
     {
       schema: {
+        operationId: 'getReadiness',
         summary: 'Readiness: listeners bound and the completion loop turning',
         tags: ['health'],
-        response: { 200: Readiness, 503: Readiness },
+        response: { 200: RefTo(Readiness), 503: RefTo(Readiness) },
       },
     },
     async (_req, reply) => {
@@ -46,9 +48,10 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/listeners',
     {
       schema: {
+        operationId: 'listListeners',
         summary: 'Listeners with their key, accepts pending, connections and limits',
         tags: ['engine'],
-        response: { 200: Type.Object({ items: Type.Array(ListenerView) }) },
+        response: { 200: Type.Object({ items: Type.Array(RefTo(ListenerView)) }) },
       },
     },
     async () => ({ items: control.listeners() }),
@@ -58,10 +61,11 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/listeners/:id',
     {
       schema: {
+        operationId: 'getListener',
         summary: 'One listener',
         tags: ['engine'],
         params: IdParams,
-        response: { 200: ListenerView, 404: ErrorRef },
+        response: { 200: RefTo(ListenerView), 404: ErrorRef },
       },
     },
     async (req, reply) => {
@@ -74,6 +78,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/connections',
     {
       schema: {
+        operationId: 'listConnections',
         summary: 'Live connections, filtered and paginated',
         description:
           'In the order they opened. `total` counts every match; only the page is built ' +
@@ -93,7 +98,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
           },
           { additionalProperties: false },
         ),
-        response: { 200: PageOf(ConnectionView) },
+        response: { 200: PageOf(RefTo(ConnectionView)) },
       },
     },
     async (req) => {
@@ -112,6 +117,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/connections/summary',
     {
       schema: {
+        operationId: 'getConnectionsSummary',
         summary: 'Connection counts by listener and state, the oldest and the busiest',
         description:
           'One pass over the connections that keeps only counts and the `top` of each ranking.',
@@ -137,10 +143,11 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/connections/:id',
     {
       schema: {
+        operationId: 'getConnection',
         summary: 'One connection with its recent completion trace',
         tags: ['engine'],
         params: IdParams,
-        response: { 200: ConnectionDetail, 404: ErrorRef },
+        response: { 200: RefTo(ConnectionDetail), 404: ErrorRef },
       },
     },
     async (req, reply) => {
@@ -153,12 +160,13 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/keys',
     {
       schema: {
+        operationId: 'listKeys',
         summary: 'The completion-key table, paginated',
         description:
           'In slot order (index ascending). `total` counts every live key; only the page is built.',
         tags: ['engine'],
         querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
-        response: { 200: PageOf(KeyView) },
+        response: { 200: PageOf(RefTo(KeyView)) },
       },
     },
     async (req) => {
@@ -171,6 +179,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/ops',
     {
       schema: {
+        operationId: 'listOps',
         summary:
           'In-flight overlapped ops, paginated; filter by kind, connection or minimum age (stuck ops)',
         description:
@@ -192,7 +201,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
           },
           { additionalProperties: false },
         ),
-        response: { 200: PageOf(OpView) },
+        response: { 200: PageOf(RefTo(OpView)) },
       },
     },
     async (req) => {
@@ -205,6 +214,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
     '/ops/summary',
     {
       schema: {
+        operationId: 'getOpsSummary',
         summary: 'Ops in flight by kind and age bucket, and the oldest, without listing them',
         description:
           'One pass over the ops in flight that keeps only counts and the `oldest` oldest ops.',

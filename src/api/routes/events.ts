@@ -41,7 +41,7 @@ const EventsQuery = Type.Object(
         maxLength: 64,
         description:
           'Only events of this listener (its connections and their ops); events with no listener are left out',
-        examples: ['l1'],
+        example: 'l1',
       }),
     ),
   },
@@ -162,6 +162,7 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{
     '/events',
     {
       schema: {
+        operationId: 'streamEvents',
         summary:
           'Live engine events as server-sent events (listeners, connections, cancels, errors)',
         description: STREAM_DESCRIPTION,
@@ -173,9 +174,8 @@ export const eventRoutes: FastifyPluginAsyncTypebox<{
             content: {
               'text/event-stream': {
                 schema: Type.String({
-                  examples: [
+                  example:
                     'id: 7\nevent: connection-opened\ndata: {"type":"connection-opened","at":1764083000000,"connection":"c3","listener":"l1","key":"0x0000000100000005","remote":"127.0.0.1:51234"}\n\n',
-                  ],
                 }),
               },
             },

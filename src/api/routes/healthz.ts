@@ -23,6 +23,7 @@ export const healthzRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLi
     '/healthz',
     {
       schema: {
+        operationId: 'getHealth',
         summary: 'Liveness',
         tags: ['health'],
         response: { 200: HealthResponse, '5xx': ErrorRef },

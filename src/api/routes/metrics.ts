@@ -11,7 +11,8 @@ export interface MetricsSource {
 }
 
 const Exposition = Type.String({
-  description: 'Prometheus exposition; keyport metrics are prefixed keyport_',
+  description:
+    'Prometheus exposition; keyport metrics are prefixed keyport_; process and Node.js metrics are the standard process_* and nodejs_*',
 });
 
 export const metricsRoutes: FastifyPluginAsyncTypebox<{
@@ -21,6 +22,7 @@ export const metricsRoutes: FastifyPluginAsyncTypebox<{
     '/metrics',
     {
       schema: {
+        operationId: 'getMetrics',
         summary:
           'Prometheus metrics: text format 0.0.4, or OpenMetrics 1.0.0 when Accept asks for application/openmetrics-text',
         tags: ['metrics'],

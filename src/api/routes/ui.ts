@@ -110,6 +110,7 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
     '/',
     {
       schema: {
+        operationId: 'getStatusPage',
         summary: 'The live status page (HTML): listeners, connections, keys, ops, latency, events',
         tags: ['ui'],
         response: {
@@ -129,6 +130,7 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
     '/ui/config',
     {
       schema: {
+        operationId: 'getUiConfig',
         summary: 'What the status page needs to know: whether commands (or reads) need a token',
         tags: ['ui'],
         response: { 200: Type.Ref('UiConfig') },

@@ -1,5 +1,12 @@
 // Response schemas of the engine views; they mirror the snapshot types in src/engine/control.ts.
-import { type TSchema, Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
+
+/**
+ * A `$ref` to a schema registered with app.addSchema (it must have an `$id`), typed as the
+ * schema itself: the OpenAPI then names the shared component instead of repeating it inline.
+ */
+export const RefTo = <T extends TSchema>(schema: T) =>
+  Type.Unsafe<Static<T>>(Type.Ref(schema.$id as string));
 
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -18,16 +25,16 @@ export const KeyOwner = Type.Object(
 
 export const ListenerView = Type.Object(
   {
-    id: Type.String({ examples: ['l1'] }),
+    id: Type.String({ example: 'l1' }),
     mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
-    address: Type.String({ description: 'Bound address', examples: ['127.0.0.1:7007'] }),
+    address: Type.String({ description: 'Bound address', example: '127.0.0.1:7007' }),
     target: Type.Union([Type.String(), Type.Null()], {
       description: 'Forward target as configured',
     }),
     state: Type.String({
       description:
         'listening | degraded (no accept posted: retrying after failures, see acceptError) | closing | draining | closed',
-      examples: ['listening'],
+      example: 'listening',
     }),
     key: Type.Union([Type.String(), Type.Null()], {
       description: "The listener socket's completion key; every AcceptEx completes with it",
@@ -62,7 +69,7 @@ export const ListenerView = Type.Object(
 
 export const ConnectionView = Type.Object(
   {
-    id: Type.String({ examples: ['c1'] }),
+    id: Type.String({ example: 'c1' }),
     listener: Type.String(),
     mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
     state: Type.String({ description: 'connecting | open | closing | closed' }),
@@ -111,7 +118,7 @@ export const TraceEntryView = Type.Object(
 );
 
 export const ConnectionDetail = Type.Intersect(
-  [ConnectionView, Type.Object({ trace: Type.Array(TraceEntryView) })],
+  [RefTo(ConnectionView), Type.Object({ trace: Type.Array(RefTo(TraceEntryView)) })],
   {
     $id: 'ConnectionDetail',
   },
@@ -124,7 +131,7 @@ export const KeyView = Type.Object(
     }),
     index: Type.Integer(),
     generation: Type.Integer(),
-    owner: KeyOwner,
+    owner: RefTo(KeyOwner),
     socket: Type.Integer({
       description: 'The SOCKET (or fd) associated under this key; -1 for the engine heartbeat',
     }),
@@ -142,7 +149,7 @@ export const OpView = Type.Object(
     }),
     op: Type.String({ description: 'accept | connect | recv | send | disconnect | nop' }),
     key: Type.String(),
-    owner: Type.Union([KeyOwner, Type.Null()]),
+    owner: Type.Union([RefTo(KeyOwner), Type.Null()]),
     connection: Nullable(Type.String()),
     listener: Nullable(Type.String()),
     issuedAt: Type.String({ format: 'date-time' }),
@@ -228,7 +235,7 @@ export const OpsSummaryView = Type.Object(
     }),
     byAge: Type.Array(
       Type.Object({
-        label: Type.String({ examples: ['<10ms'] }),
+        label: Type.String({ example: '<10ms' }),
         ltMs: Type.Union([Type.Integer(), Type.Null()], {
           description: 'Upper bound (exclusive) of the bucket; null: no bound',
         }),
