@@ -7,10 +7,11 @@
 //      entered through two generated wrappers), with Windows Node 24.
 // KEYPORT_WINE_LOADER / KEYPORT_WINESERVER point at another Wine (then nothing is installed),
 // KEYPORT_WINDOWS_NODE picks the Windows Node (a major, 22 or 24, or an exact version).
-// Everything is kept in a git-ignored cache in the repository, overridable with KEYPORT_CACHE so
-// several clones can share one download.
+// Everything is kept in a git-ignored cache in the repository (an installed package: the user's
+// ~/.cache/keyport), overridable with KEYPORT_CACHE so several clones can share one download.
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The repository (package) root: dist/launcher/paths.js → ../.. */
@@ -42,7 +43,12 @@ export const HOST_WINESERVER = '/usr/lib/wine/wineserver64';
 export class WineConfigError extends Error {}
 
 export function cacheDir(): string {
-  return resolve(process.env.KEYPORT_CACHE ?? join(PACKAGE_ROOT, '.cache'));
+  if (process.env.KEYPORT_CACHE) return resolve(process.env.KEYPORT_CACHE);
+  // An installed package (npm install -g) may sit where its user cannot write: the user's cache.
+  if (PACKAGE_ROOT.split(sep).includes('node_modules')) {
+    return join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'keyport');
+  }
+  return join(PACKAGE_ROOT, '.cache');
 }
 
 /** Shared by every emulation: the Windows Node downloads, and Wine 8's prefix. */
