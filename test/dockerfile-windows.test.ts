@@ -582,7 +582,11 @@ const configMap = manifests.find((m) => m.kind === 'ConfigMap');
 t.test(
   'the Kubernetes manifest: Windows nodes, probes, scrape annotations, API kept inside',
   async (t) => {
-    t.same(pod.spec.nodeSelector, { 'kubernetes.io/os': 'windows' });
+    // Windows nodes of the image's own build (test/deploy-kubernetes.test.ts checks it in full).
+    t.match(pod.spec.nodeSelector, {
+      'kubernetes.io/os': 'windows',
+      'node.kubernetes.io/windows-build': df.globalArgs.get('WINDOWS_BUILD')?.replace(/\.\d+$/, ''),
+    });
     t.equal(pod.spec.securityContext.windowsOptions.runAsUserName, 'ContainerUser');
     t.notMatch(container.image, /:latest$|^[^:]+$/, `image ${container.image} has a fixed tag`);
     const api = container.ports.find((p: { name: string }) => p.name === 'api');
