@@ -513,31 +513,55 @@ const serviceXml = readFileSync(
 const xmlBody = serviceXml.replace(/<!--[\s\S]*?-->/g, '');
 const xml = (tag: string) =>
   [...xmlBody.matchAll(new RegExp(`<${tag}>([^<]*)</${tag}>`, 'g'))].map((m) => m[1] as string);
+const serviceConfigComment = /<!--([\s\S]*?)-->/.exec(serviceXml)?.[1] ?? '';
 
-t.test('the WinSW service definition: Ctrl+C first, time to drain, least privilege', async (t) => {
-  t.same(xml('id'), ['keyport']);
-  t.match(xml('executable')[0], /\\nodejs\\node\.exe$/, 'Node from its Windows installer');
-  t.same(xml('stopparentprocessfirst'), ['true'], 'Ctrl+C to node.exe first');
-  const stopTimeout = Number(/^(\d+)\s*sec$/.exec(xml('stoptimeout')[0] ?? '')?.[1]);
-  const deadline = JSON.parse(
-    readFileSync(join(ROOT, 'deploy', 'keyport.json'), 'utf8'),
-  ).shutdownDeadlineMs;
-  t.ok(
-    stopTimeout * 1000 >= deadline + 5000,
-    `stoptimeout ${stopTimeout} s > shutdownDeadlineMs ${deadline} + 5 s`,
-  );
-  t.same(xml('user'), ['LocalService'], 'runs as LocalService');
-  t.notMatch(xmlBody, /<password>/i, 'no password in the file');
-  t.match(xmlBody, /<env name="KEYPORT_CONFIG" value="%ProgramData%\\keyport\\keyport\.json"\/>/);
-  t.equal(xml('argument').length, 1);
-});
+/** A WinSW 3 duration ("30 sec", "1 min", "500 ms"; its suffixes, XmlServiceConfig.cs) in ms. */
+const WINSW_UNITS: Record<string, number> = { ms: 1, sec: 1e3, secs: 1e3, min: 6e4, mins: 6e4 };
+function winswMs(v: string | undefined): number {
+  const m = /^(\d+)\s*([a-z]*)$/.exec((v ?? '').trim());
+  return m ? Number(m[1]) * (WINSW_UNITS[m[2] || 'ms'] ?? Number.NaN) : Number.NaN;
+}
+/** The one command-line argument of <arguments>, without the quotes WinSW passes on. */
+const serviceScript = () => (xml('arguments')[0] ?? '').replace(/^"(.*)"$/, '$1');
+
+t.test(
+  'the WinSW 3 service definition: Ctrl+C, time to drain, pre-shutdown, a virtual account',
+  async (t) => {
+    t.same(xml('id'), ['keyport']);
+    t.match(xml('executable')[0], /\\nodejs\\node\.exe$/, 'Node from its Windows installer');
+    const stopTimeout = winswMs(xml('stoptimeout')[0]);
+    const deadline = JSON.parse(
+      readFileSync(join(ROOT, 'deploy', 'keyport.json'), 'utf8'),
+    ).shutdownDeadlineMs;
+    t.ok(
+      stopTimeout >= deadline + 5000,
+      `stoptimeout ${stopTimeout} ms > shutdownDeadlineMs ${deadline} + 5 s`,
+    );
+    // At system shutdown: SERVICE_CONTROL_PRESHUTDOWN, and Windows waits preshutdownTimeout
+    // (10 s by default) for the same Ctrl+C stop, which may take up to stoptimeout.
+    t.same(xml('preshutdown'), ['true'], 'pre-shutdown: the drain is not cut by shutdown');
+    const pre = winswMs(xml('preshutdownTimeout')[0]);
+    t.ok(pre > stopTimeout, `preshutdownTimeout ${pre} ms > stoptimeout ${stopTimeout} ms`);
+    // The virtual account NT SERVICE\<id>: no password, its own SID (for the token's ACL).
+    t.same(xml('username'), [`NT SERVICE\\${xml('id')[0]}`], 'runs as NT SERVICE\\keyport');
+    t.notMatch(xmlBody, /<password>/i, 'no password in the file');
+    // What WinSW 3 no longer reads (docs/migrate-to-3-x.md): it would be ignored silently.
+    for (const gone of ['argument', 'stopparentprocessfirst', 'domain', 'user', 'waithint']) {
+      t.same(xml(gone), [], `no WinSW 2 <${gone}>`);
+    }
+    t.match(xmlBody, /<env name="KEYPORT_CONFIG" value="%ProgramData%\\keyport\\keyport\.json"\/>/);
+    t.equal(xml('arguments').length, 1);
+    t.notMatch(serviceScript(), /\s--?\w/, 'one argument: the script');
+    t.match(serviceConfigComment, /WinSW 3\.0\.0-alpha\.11/, 'the version is pinned in the file');
+  },
+);
 
 t.test("the service's command under Wine; stop (Ctrl+C, as WinSW sends it) drains", async (t) => {
   // %BASE% is the folder of keyport-service.exe, i.e. deploy/windows-service in the checkout.
   const base = join(ROOT, 'deploy', 'windows-service');
-  const arg = (xml('argument')[0] as string).replace('%BASE%', base).replaceAll('\\', '/');
+  const arg = serviceScript().replace('%BASE%', base).replaceAll('\\', '/');
   const script = resolve(arg);
-  t.equal(script, join(ROOT, 'bin', 'keyport.js'), `${xml('argument')[0]} is bin/keyport.js`);
+  t.equal(script, join(ROOT, 'bin', 'keyport.js'), `${xml('arguments')[0]} is bin/keyport.js`);
   t.equal(
     resolve(xml('workingdirectory')[0]?.replace('%BASE%', base).replaceAll('\\', '/') ?? ''),
     ROOT,
@@ -582,7 +606,11 @@ const configMap = manifests.find((m) => m.kind === 'ConfigMap');
 t.test(
   'the Kubernetes manifest: Windows nodes, probes, scrape annotations, API kept inside',
   async (t) => {
-    t.same(pod.spec.nodeSelector, { 'kubernetes.io/os': 'windows' });
+    // Windows nodes of the image's own build (test/deploy-kubernetes.test.ts checks it in full).
+    t.match(pod.spec.nodeSelector, {
+      'kubernetes.io/os': 'windows',
+      'node.kubernetes.io/windows-build': df.globalArgs.get('WINDOWS_BUILD')?.replace(/\.\d+$/, ''),
+    });
     t.equal(pod.spec.securityContext.windowsOptions.runAsUserName, 'ContainerUser');
     t.notMatch(container.image, /:latest$|^[^:]+$/, `image ${container.image} has a fixed tag`);
     const api = container.ports.find((p: { name: string }) => p.name === 'api');
