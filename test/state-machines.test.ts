@@ -74,6 +74,7 @@ async function rig(t: Test, o: RigOptions = {}): Promise<Rig> {
     connectionOpened: (c) => seen.opened.push(c.id),
     connectionClosed: (c) => seen.closed.push(c.id),
     upstreamConnectFailed: (_l, name) => seen.connectFailed.push(name),
+    rejected() {},
   };
   const events: EngineEvent[] = [];
   engine.events.subscribe((e) => events.push(e));

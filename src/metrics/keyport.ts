@@ -5,6 +5,7 @@ import { exponentialBuckets } from 'prom-client';
 import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
 import type { EngineObserver } from '../engine/engine.js';
+import { REJECT_REASONS, type RejectReason } from '../engine/sources.js';
 import { Exposition, type Rendered } from './exposition.js';
 import {
   CollectedFamily,
@@ -56,6 +57,13 @@ class ListenerTotals {
   readonly connectFailures = new Map<string, number>();
   closedBytesIn = 0;
   closedBytesOut = 0;
+  /** Clients reset right after accept, by reason. */
+  readonly rejected: Record<RejectReason, number> = {
+    'max-connections': 0,
+    'engine-max-connections': 0,
+    'per-source': 0,
+    denied: 0,
+  };
 }
 
 export class KeyportMetrics implements EngineObserver {
@@ -119,6 +127,14 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.perListener('keyport_accepted_total', 'Connections accepted', (t) => t.accepted));
+    x.add(
+      new CollectedFamily(
+        'keyport_connections_rejected_total',
+        "Clients reset right after accept, before any read or upstream connect, by reason: max-connections (the listener's maxConnections, onLimit reset), engine-max-connections (engine.maxConnections), per-source (maxConnectionsPerSource), denied (allow/deny rules)",
+        'counter',
+        () => this.rejectedSamples(),
+      ),
+    );
     x.add(
       new CollectedFamily(
         'keyport_bytes_total',
@@ -244,6 +260,10 @@ export class KeyportMetrics implements EngineObserver {
     t.closedBytesOut += conn.client.bytesOut;
   }
 
+  rejected(listener: ListenerLike, reason: RejectReason): void {
+    this.listenerTotals(listener.id).rejected[reason]++;
+  }
+
   upstreamConnectFailed(listener: ListenerLike, errorName: string): void {
     const byName = this.listenerTotals(listener.id).connectFailures;
     // Error names come from the OS: cap the series they can create, as for completion errors.
@@ -296,6 +316,16 @@ export class KeyportMetrics implements EngineObserver {
       for (const [error, value] of t.connectFailures)
         out.push({ labels: { listener, error }, value });
     }
+    return out;
+  }
+
+  /** Every reason of every listener, from 0, so rate() sees the first refusal. */
+  private rejectedSamples(): Sample[] {
+    for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+    const out: Sample[] = [];
+    for (const [listener, t] of this.totals)
+      for (const reason of REJECT_REASONS)
+        out.push({ labels: { listener, reason }, value: t.rejected[reason] });
     return out;
   }
 
