@@ -58,8 +58,9 @@ const [k, kc] = await Promise.all([
 t.teardown(() => Promise.all([k.stop(), kc.stop()]));
 
 /**
- * One client from `from` that sends a byte at once: 'served' when it is echoed back, 'reset' when
- * the connection is reset (or refused) without a byte coming back, else what happened.
+ * One client from `from` that sends a byte at once: 'served' when it is echoed back (through the
+ * upstream, for a forward listener), 'reset' when the connection is reset (or refused) before a
+ * byte came back, else what happened.
  */
 async function attempt(port: number, from: string, host = '127.0.0.1'): Promise<string> {
   const s = net.connect({ port, host, localAddress: from });
@@ -69,17 +70,18 @@ async function attempt(port: number, from: string, host = '127.0.0.1'): Promise<
     s.once('error', () => res(false));
   });
   if (!connected) return 'reset';
-  let got = 0;
-  s.on('data', (d) => (got += d.length));
+  // Whichever comes first: the echo of our byte (served), or the end of the connection.
   const end = closed(s);
+  const echoed = new Promise<'served'>((res) => s.once('data', () => res('served')));
   s.write('x');
-  const r = await Promise.race([end, new Promise<null>((res) => setTimeout(() => res(null), 200))]);
-  if (r === null) {
-    // Still open after 200 ms: served if the byte came back.
-    s.destroy();
-    return got > 0 ? 'served' : 'open, no echo';
-  }
-  if (got > 0) return `${r.how} after ${got} B`;
+  const r = await Promise.race([
+    echoed,
+    end,
+    new Promise<null>((res) => setTimeout(() => res(null), 10_000)),
+  ]);
+  s.destroy();
+  if (r === null) return 'open, no echo after 10 s';
+  if (r === 'served') return r;
   return r.how === 'error' && /ECONNRESET|EPIPE/.test(r.code ?? '') ? 'reset' : r.how;
 }
 
