@@ -186,7 +186,11 @@ export class Listener implements OpOwner {
       // The peer's address: on IOCP getpeername works only after SO_UPDATE_ACCEPT_CONTEXT.
       uc = backend.finishAccept(this.sock, s);
       contextDone = true;
-      peer = backend.peerAddress(s);
+      try {
+        peer = backend.peerAddress(s);
+      } catch {
+        peer = null; // never a failure of the accept chain (a throw here would be fatal)
+      }
       // A client whose address cannot be read (it already left) cannot be shown to be allowed.
       source = peer ? plainIp(peer.host) : null;
       if (source === null || !this.sources.permits(source)) reason = 'denied';
