@@ -107,6 +107,35 @@ Example (\`deploy/keyport.json\`, the file the Windows image ships as
 ${example.trimEnd()}
 \`\`\`
 
+### Limits: how many, and from where
+
+\`engine.maxListeners\` (256) and \`engine.maxConnections\` (16384, across every listener) bound
+the whole engine; \`api.maxConnections\` (64) bounds the API server's own sockets. Per listener,
+\`allow\` and \`deny\` take CIDRs or addresses, IPv4 and IPv6 (deny wins; an empty or absent
+\`allow\` serves every address), and \`maxConnectionsPerSource\` caps the connections from one
+client IP. A client refused by any of them is reset right after accept, before keyport reads a
+byte or connects upstream, and counted in \`keyport_connections_rejected_total{listener,reason}\`
+([security.md](security.md#who-may-connect-to-a-listener)). A bad entry stops start-up naming it,
+e.g. \`config file k.json: /listeners/0/allow/1: "10.0.0.0/33" is not a CIDR: …\`; more
+listeners than \`engine.maxListeners\` stops it too.
+
+\`\`\`json
+{
+  "engine": { "maxListeners": 64, "maxConnections": 20000 },
+  "api": { "maxConnections": 32 },
+  "listeners": [
+    {
+      "address": "0.0.0.0:5432",
+      "mode": "forward",
+      "target": "10.0.0.5:5432",
+      "allow": ["10.0.0.0/8", "fd00::/8"],
+      "deny": ["10.9.0.0/16"],
+      "maxConnectionsPerSource": 50
+    }
+  ]
+}
+\`\`\`
+
 ## Environment
 
 | variable | what it sets |

@@ -74,6 +74,7 @@ async function rig(t: Test, o: RigOptions = {}): Promise<Rig> {
     connectionOpened: (c) => seen.opened.push(c.id),
     connectionClosed: (c) => seen.closed.push(c.id),
     upstreamConnectFailed: (_l, name) => seen.connectFailed.push(name),
+    rejected() {},
   };
   const events: EngineEvent[] = [];
   engine.events.subscribe((e) => events.push(e));
@@ -571,6 +572,60 @@ test(
       [],
       'the pending retry was dropped',
     );
+  },
+);
+
+test(
+  t,
+  'listener: per-source limit and allow/deny refuse at accept, before any read; counts never leak',
+  async (t) => {
+    test(t, 'per-source', async (t) => {
+      const r = await rig(t, { listener: { acceptDepth: 2, maxConnectionsPerSource: 2 } });
+      const a = accept(r);
+      const b = accept(r);
+      t.equal(r.listener.perSource.get('127.0.0.1'), 2);
+      const surplus = r.fake.pending('accept')[0] as FakeOp;
+      r.fake.complete(surplus);
+      t.same(closes(r, surplus.acceptSock), [true], 'the third from 127.0.0.1 is reset');
+      t.same(r.fake.calls('submit', surplus.acceptSock), [], 'and nothing was read from it');
+      t.equal(r.listener.rejected['per-source'], 1);
+      t.equal(r.engine.connections.size, 2);
+      eof(r, a.sock);
+      t.equal(r.listener.perSource.get('127.0.0.1'), 1, 'a closed connection frees its slot');
+      accept(r);
+      eof(r, b.sock);
+      for (const c of [...r.engine.connections.values()]) eof(r, c.client.sock);
+      t.equal(r.listener.perSource.size, 0, 'no source left counted once all closed');
+    });
+    test(t, 'deny', async (t) => {
+      const r = await rig(t, { listener: { acceptDepth: 2, deny: ['127.0.0.0/8'] } });
+      const op = r.fake.pending('accept')[0] as FakeOp;
+      r.fake.complete(op);
+      t.same(closes(r, op.acceptSock), [true], 'a denied client is reset');
+      t.same(r.fake.calls('submit', op.acceptSock), [], 'before any read');
+      t.equal(r.listener.rejected.denied, 1);
+      t.equal(r.engine.connections.size, 0);
+      t.equal(r.fake.pending('accept').length, 2, 'and accepting goes on');
+    });
+    test(t, 'an address that cannot be read is not allowed', async (t) => {
+      const r = await rig(t, { listener: { acceptDepth: 1, allow: ['127.0.0.1'] } });
+      const op = r.fake.pending('accept')[0] as FakeOp;
+      r.fake.failNext('peerAddress', CODES.noBufs, 1);
+      r.fake.complete(op);
+      t.same(closes(r, op.acceptSock), [true]);
+      t.equal(r.listener.rejected.denied, 1);
+      accept(r);
+      t.equal(r.engine.connections.size, 1, 'the next client, allowed, is served');
+    });
+    test(t, 'engine.maxConnections', async (t) => {
+      const r = await rig(t, { listener: { acceptDepth: 2 }, engine: { maxConnections: 1 } });
+      accept(r);
+      const op = r.fake.pending('accept')[0] as FakeOp;
+      r.fake.complete(op);
+      t.same(closes(r, op.acceptSock), [true]);
+      t.equal(r.listener.rejected['engine-max-connections'], 1);
+      t.equal(r.listener.rejectedTotal, 1);
+    });
   },
 );
 

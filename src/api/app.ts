@@ -39,6 +39,11 @@ export interface BuildApiOptions {
   bodyLimit?: number;
   /** A request must arrive whole within this time, so a slow client cannot hold a socket. */
   requestTimeoutMs?: number;
+  /**
+   * The API server's own TCP connections at once (default 64): one more is closed as soon as it
+   * is accepted, so a local flood cannot exhaust the process's descriptors through the API.
+   */
+  maxConnections?: number;
   /** Served at GET /metrics; without it the route exists (and is documented) but answers 404. */
   metrics?: MetricsSource;
   /** Browser and network defences (docs/security.md). */
@@ -63,7 +68,7 @@ export function buildApi(opts: BuildApiOptions) {
     // every second, so a client that trickles its headers is cut off near the deadline.
     serverFactory: (handler) => {
       const timeout = opts.requestTimeoutMs ?? 10_000;
-      return createServer(
+      const server = createServer(
         { requestTimeout: timeout, headersTimeout: timeout, connectionsCheckingInterval: 1000 },
         (req, res) => {
           // On every answer, including the router's own errors and the event stream.
@@ -71,6 +76,8 @@ export function buildApi(opts: BuildApiOptions) {
           handler(req, res);
         },
       );
+      server.maxConnections = opts.maxConnections ?? 64;
+      return server;
     },
     // Unknown fields are an error, not silently dropped (Fastify's default strips them).
     // `example` is OpenAPI 3.0's annotation (JSON Schema's `examples` is not valid there).

@@ -149,6 +149,8 @@ export class Connection implements OpOwner {
   upstream: Endpoint | null = null;
   pipes: Pipe[] = [];
   closeReason: string | null = null;
+  /** The client's IP, when its listener counts connections per source (else null). */
+  source: string | null = null;
   /** Closing with RST: bytes could not be delivered, or a peer failed. */
   abortive = false;
   /** Announced by the engine (connectionOpened); one that failed in set-up never is. */

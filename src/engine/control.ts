@@ -8,6 +8,7 @@ import { hex64, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
+import type { RejectReason } from './sources.js';
 import type { TraceEntry } from './trace.js';
 
 export interface ListenerSnapshot {
@@ -23,6 +24,10 @@ export interface ListenerSnapshot {
   maxConnections: number;
   onLimit: 'wait' | 'reset';
   rejectedTotal: number;
+  rejected: Record<RejectReason, number>;
+  maxConnectionsPerSource: number | null;
+  allow: string[];
+  deny: string[];
   idleTimeoutMs: number;
   idleMinBytes: number;
   closeTimeoutMs: number;
@@ -194,6 +199,10 @@ export class EngineControl {
       maxConnections: cfg.maxConnections,
       onLimit: cfg.onLimit,
       rejectedTotal: l.rejectedTotal,
+      rejected: { ...l.rejected },
+      maxConnectionsPerSource: cfg.maxConnectionsPerSource > 0 ? cfg.maxConnectionsPerSource : null,
+      allow: [...cfg.allow],
+      deny: [...cfg.deny],
       idleTimeoutMs: cfg.idleTimeoutMs,
       idleMinBytes: cfg.idleMinBytes,
       closeTimeoutMs: cfg.closeTimeoutMs,

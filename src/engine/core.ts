@@ -7,6 +7,7 @@ import type { KeyEntry, KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
+import type { RejectReason } from './sources.js';
 import type { SplicePipes } from './splice.js';
 
 /** An object that starts ops and is told when each completes (after its dequeue). */
@@ -41,6 +42,11 @@ export interface EngineCore {
   /** `acceptKey`: the key the accept's packet carried (null: it completed inline). */
   connectionOpened(conn: Connection, acceptKey: bigint | null): void;
   connectionClosed(conn: Connection): void;
+  /** Connections open across every listener, and the engine-wide limit on them. */
+  connectionCount(): number;
+  readonly maxConnections: number;
+  /** A client was reset right after accept (before any read), for `reason`. */
+  connectionRejected(listener: Listener, reason: RejectReason): void;
   listenerClosed(listener: Listener): void;
   countError(op: OpKind | 'shutdown' | 'update-context', errorName: string): void;
   /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */

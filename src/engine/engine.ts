@@ -32,6 +32,7 @@ import {
   type ListenerConfig,
 } from './options.js';
 import { OpPool, type OpRecord } from './records.js';
+import { type RejectReason, SourceRules } from './sources.js';
 import { SplicePipes } from './splice.js';
 import { keyAsDequeued } from './trace.js';
 
@@ -49,6 +50,7 @@ export interface EngineObserver {
   connectionOpened(conn: Connection): void;
   connectionClosed(conn: Connection): void;
   upstreamConnectFailed(listener: Listener, errorName: string): void;
+  rejected(listener: Listener, reason: RejectReason): void;
 }
 
 export type LogFn = (
@@ -62,6 +64,8 @@ export class ListenError extends Error {
     message: string,
     /** The address is taken (by keyport or another process). */
     readonly inUse = false,
+    /** engine.maxListeners listeners exist already. */
+    readonly atLimit = false,
   ) {
     super(message);
   }
@@ -93,6 +97,9 @@ export class Engine implements EngineCore, CompletionSink {
   /** Kernel pipes for splicing bulk directions (io_uring), or null. */
   readonly splicePipes: SplicePipes | null;
   readonly traceDepth: number;
+  /** Listeners at once, and connections at once across all of them (issue 16). */
+  readonly maxListeners: number;
+  readonly maxConnections: number;
   readonly listeners = new Map<string, Listener>();
   readonly connections = new Map<string, Connection>();
   readonly startedAt = Date.now();
@@ -156,6 +163,8 @@ export class Engine implements EngineCore, CompletionSink {
     this.traceDepth = config.traceDepth ?? ENGINE_DEFAULTS.traceDepth;
     this.inlineBudgetMs = config.inlineBudgetMs ?? ENGINE_DEFAULTS.inlineBudgetMs;
     this.parkAfterMs = config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs;
+    this.maxListeners = config.maxListeners ?? ENGINE_DEFAULTS.maxListeners;
+    this.maxConnections = config.maxConnections ?? ENGINE_DEFAULTS.maxConnections;
   }
 
   start(): void {
@@ -543,6 +552,18 @@ export class Engine implements EngineCore, CompletionSink {
   }
 
   async addListener(config: ListenerConfig): Promise<Listener> {
+    if (this.listeners.size >= this.maxListeners) {
+      throw new ListenError(
+        `engine.maxListeners (${this.maxListeners}) reached: ${this.listeners.size} listeners exist (closing and draining ones count until they are gone); stop one first, or raise engine.maxListeners in the config file`,
+        false,
+        true,
+      );
+    }
+    try {
+      new SourceRules(config.allow ?? [], config.deny ?? []);
+    } catch (err) {
+      throw new ListenError(`allow/deny: ${(err as Error).message}`);
+    }
     let host = config.host;
     if (!isIP(host)) {
       try {
@@ -620,6 +641,16 @@ export class Engine implements EngineCore, CompletionSink {
         remote: formatSocketAddress(conn.client.remote),
       });
     }
+  }
+
+  connectionCount(): number {
+    return this.connections.size;
+  }
+
+  connectionRejected(listener: Listener, reason: RejectReason): void {
+    this.observer?.rejected(listener, reason);
+    // Per client: debug, as closes are; counted in keyport_connections_rejected_total.
+    this.logger('debug', { listener: listener.id, reason }, 'client reset right after accept');
   }
 
   connectionClosed(conn: Connection): void {

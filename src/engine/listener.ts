@@ -10,6 +10,7 @@ import type { EngineCore, OpOwner } from './core.js';
 import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';
+import { plainIp, type RejectReason, SourceRules } from './sources.js';
 import { keyAsDequeued } from './trace.js';
 
 const ACCEPT_RETRY_MIN_MS = 10;
@@ -26,8 +27,20 @@ export class Listener implements OpOwner {
   readonly createdAt = Date.now();
   pendingAccepts = 0;
   acceptedTotal = 0;
-  /** Clients reset because the listener was at its connection limit (onLimit: 'reset'). */
-  rejectedTotal = 0;
+  /**
+   * Clients reset right after accept, before any read, by reason: this listener's limit
+   * (onLimit: 'reset'), the engine-wide limit, the per-source limit, allow/deny rules.
+   */
+  readonly rejected: Record<RejectReason, number> = {
+    'max-connections': 0,
+    'engine-max-connections': 0,
+    'per-source': 0,
+    denied: 0,
+  };
+  /** Open connections per source IP (kept only when maxConnectionsPerSource is set). */
+  readonly perSource = new Map<string, number>();
+  /** The allow/deny rules, compiled. */
+  readonly sources: SourceRules;
   /** Accept ops handed to the kernel, ever (a spinning chain shows here). */
   acceptPostsTotal = 0;
   /** The last accept failure, while the chain is backing off; null once an accept succeeds. */
@@ -46,6 +59,13 @@ export class Listener implements OpOwner {
     private readonly address: SocketAddress,
   ) {
     this.bound = address;
+    this.sources = new SourceRules(config.allow ?? [], config.deny ?? []);
+  }
+
+  get rejectedTotal(): number {
+    let n = 0;
+    for (const v of Object.values(this.rejected)) n += v;
+    return n;
   }
 
   get mode(): 'echo' | 'forward' {
@@ -148,23 +168,55 @@ export class Listener implements OpOwner {
       this.acceptError = null;
     }
     const s = backend.acceptedSocket(rec, rec.acceptSock);
-    if (this.connections.size >= this.core.listenerConfig(this).maxConnections) {
+    const cfg = this.core.listenerConfig(this);
+    // Refusals happen here, before any read is posted or any upstream connect is made: the
+    // client is reset (linger 0) and counted by reason.
+    let reason: RejectReason | null = null;
+    let source: string | null = null;
+    let peer: SocketAddress | null = null;
+    let contextDone = false;
+    let uc = 0;
+    if (this.connections.size >= cfg.maxConnections) {
       // onLimit 'reset' (with 'wait' no accept is posted at the limit): refuse the surplus now.
-      this.rejectedTotal++;
-      backend.closeSocket(s, true);
+      reason = 'max-connections';
       this.core.countError('accept', 'OVER_CONNECTION_LIMIT');
+    } else if (this.core.connectionCount() >= this.core.maxConnections) {
+      reason = 'engine-max-connections';
+    } else if (this.sources.active || cfg.maxConnectionsPerSource > 0) {
+      // The peer's address: on IOCP getpeername works only after SO_UPDATE_ACCEPT_CONTEXT.
+      uc = backend.finishAccept(this.sock, s);
+      contextDone = true;
+      try {
+        peer = backend.peerAddress(s);
+      } catch {
+        peer = null; // never a failure of the accept chain (a throw here would be fatal)
+      }
+      // A client whose address cannot be read (it already left) cannot be shown to be allowed.
+      source = peer ? plainIp(peer.host) : null;
+      if (source === null || !this.sources.permits(source)) reason = 'denied';
+      else if (
+        cfg.maxConnectionsPerSource > 0 &&
+        (this.perSource.get(source) ?? 0) >= cfg.maxConnectionsPerSource
+      )
+        reason = 'per-source';
+    }
+    if (reason !== null) {
+      this.rejected[reason]++;
+      backend.closeSocket(s, true);
+      this.core.connectionRejected(this, reason);
       this.postAccepts();
       return;
     }
     this.acceptedTotal++;
     // Inherit the listener's properties; a client that already left makes this fail, which
     // must not break the accept chain: the connection's first recv then fails and cleans up.
-    const uc = backend.finishAccept(this.sock, s);
+    if (!contextDone) uc = backend.finishAccept(this.sock, s);
     if (uc !== 0) this.core.countError('update-context', backend.errorName(uc));
     let conn: Connection | null = null;
     try {
       const key = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });
       const client = new Endpoint('client', s, key, backend);
+      if (peer) client.remote = peer; // already asked: no second getpeername
       conn = new Connection(this.core, this, this.core.nextConnectionId(), client);
       if (key.owner?.kind === 'connection') key.owner.id = conn.id;
       backend.associate(s, key.key);
@@ -194,6 +246,10 @@ export class Listener implements OpOwner {
       Math.round((performance.now() - rec.issuedAt) * 1000),
     );
     this.connections.add(conn);
+    if (cfg.maxConnectionsPerSource > 0 && source !== null) {
+      conn.source = source;
+      this.perSource.set(source, (this.perSource.get(source) ?? 0) + 1);
+    }
     this.core.connectionOpened(conn, rec.dequeuedKey);
     conn.start();
     this.postAccepts();
@@ -201,6 +257,11 @@ export class Listener implements OpOwner {
 
   connectionGone(conn: Connection): void {
     this.connections.delete(conn);
+    if (conn.source !== null) {
+      const n = (this.perSource.get(conn.source) ?? 1) - 1;
+      if (n > 0) this.perSource.set(conn.source, n);
+      else this.perSource.delete(conn.source);
+    }
     if (this.state === 'listening') this.postAccepts();
     else this.tryFinishClose();
   }

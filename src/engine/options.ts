@@ -35,6 +35,15 @@ export interface ListenerConfig {
   /** Give up on an upstream that does not accept within this time. */
   connectTimeoutMs?: number;
   backlog?: number;
+  /**
+   * Connections at once from one source IP (0 = no limit); more are reset right after accept,
+   * before any read.
+   */
+  maxConnectionsPerSource?: number;
+  /** CIDRs (IPv4, IPv6) of clients served; empty = every address. Checked right after accept. */
+  allow?: string[];
+  /** CIDRs of clients refused (reset right after accept); deny wins over allow. */
+  deny?: string[];
 }
 
 export const LISTENER_DEFAULTS = {
@@ -46,6 +55,9 @@ export const LISTENER_DEFAULTS = {
   connectTimeoutMs: 10_000,
   closeTimeoutMs: 10_000,
   backlog: 511,
+  maxConnectionsPerSource: 0,
+  allow: [] as string[],
+  deny: [] as string[],
 } as const;
 
 export interface EngineConfig {
@@ -62,6 +74,13 @@ export interface EngineConfig {
    * once (two descriptors each); 0 turns splicing off (every byte through buffers).
    */
   splicePipes?: number;
+  /** Listeners at once (closing and draining ones count: they still hold sockets). */
+  maxListeners?: number;
+  /**
+   * Connections at once across every listener; a client past it is reset right after accept,
+   * before any read.
+   */
+  maxConnections?: number;
 }
 
 export const ENGINE_DEFAULTS = {
@@ -70,4 +89,6 @@ export const ENGINE_DEFAULTS = {
   inlineBudgetMs: 4,
   parkAfterMs: 1000,
   splicePipes: 1024,
+  maxListeners: 256,
+  maxConnections: 16_384,
 } as const;

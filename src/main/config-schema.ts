@@ -40,6 +40,30 @@ export const ListenerInput = Type.Object(
           "At maxConnections: 'wait' (default) lets new clients queue in the kernel backlog; 'reset' resets them at once",
       }),
     ),
+    maxConnectionsPerSource: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1_000_000,
+        description:
+          'Connections at once from one client IP; more from it are reset right after accept, before any read (default: no limit)',
+      }),
+    ),
+    allow: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+        maxItems: 1024,
+        description:
+          'Clients served, as CIDRs or addresses (IPv4 and IPv6); others are reset right after accept, before any read or upstream connect. Empty or absent: every address',
+        examples: [['10.0.0.0/8', 'fd00::/8']],
+      }),
+    ),
+    deny: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 64 }), {
+        maxItems: 1024,
+        description:
+          'Clients refused (reset right after accept), as CIDRs or addresses; deny wins over allow',
+        examples: [['192.0.2.0/24']],
+      }),
+    ),
     idleTimeoutMs: Type.Optional(
       Type.Integer({
         minimum: 0,
@@ -132,6 +156,14 @@ export const ConfigFile = Type.Object(
               description: 'Largest request body (default 16384)',
             }),
           ),
+          maxConnections: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 100_000,
+              description:
+                "The API server's own TCP connections at once; one more is closed as soon as it is accepted (default 64)",
+            }),
+          ),
           requestTimeoutMs: Type.Optional(
             Type.Integer({
               minimum: 100,
@@ -175,6 +207,22 @@ export const ConfigFile = Type.Object(
                 'io_uring: a relay direction that keeps filling whole buffers moves its bytes socket to pipe to socket with splice (no copy to user memory); at most this many pipes at once, two descriptors each; 0 = never splice (default 1024)',
             }),
           ),
+          maxListeners: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 4096,
+              description:
+                'Listeners at once (config file and POST /listeners; closing and draining ones count); POST /listeners past it is answered 409 (default 256)',
+            }),
+          ),
+          maxConnections: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1_000_000,
+              description:
+                'Client connections at once across every listener; one more is reset right after accept, before any read (default 16384)',
+            }),
+          ),
           parkAfterMs: Type.Optional(
             Type.Integer({
               minimum: 10,
@@ -187,7 +235,7 @@ export const ConfigFile = Type.Object(
         { additionalProperties: false },
       ),
     ),
-    listeners: Type.Optional(Type.Array(ListenerInput, { maxItems: 256 })),
+    listeners: Type.Optional(Type.Array(ListenerInput, { maxItems: 4096 })),
   },
   { additionalProperties: false },
 );

@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { EngineConfig, ListenerConfig } from '../engine/options.js';
+import { ENGINE_DEFAULTS } from '../engine/options.js';
+import { parseCidr } from '../engine/sources.js';
 import { type Address, AddressError, formatAddress, parseAddress } from './address.js';
 import type { BackendChoice, CliOptions, ListenerSpec } from './cli.js';
 import { ConfigFile, type ListenerInput, LOG_LEVELS } from './config-schema.js';
@@ -30,6 +32,8 @@ export interface Settings {
   /** Forward targets allowed to POST /listeners; null = anything (but the API itself). */
   allowTargets: TargetRule[] | null;
   maxEventClients: number;
+  /** The API server's own connections at once. */
+  maxApiConnections: number;
   bodyLimitBytes: number;
   requestTimeoutMs: number;
   backend: BackendChoice;
@@ -107,6 +111,18 @@ function address(input: string, where: string, allowZero: boolean): Address {
   }
 }
 
+/** Checks each entry of an allow/deny list; the error names the bad entry by its index. */
+function cidrs(list: string[], where: string): string[] {
+  list.forEach((text, i) => {
+    try {
+      parseCidr(text);
+    } catch (err) {
+      throw new ConfigError(`${where}/${i}: ${(err as Error).message}`);
+    }
+  });
+  return [...list];
+}
+
 /** A listener as written in a config file or a POST /listeners body → the engine's config. */
 export function listenerFromInput(input: ListenerInput, where: string): ListenerConfig {
   const a = address(input.address, `${where}/address`, true);
@@ -120,6 +136,11 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
     ...(input.closeTimeoutMs !== undefined ? { closeTimeoutMs: input.closeTimeoutMs } : {}),
     ...(input.idleTimeoutMs !== undefined ? { idleTimeoutMs: input.idleTimeoutMs } : {}),
     ...(input.connectTimeoutMs !== undefined ? { connectTimeoutMs: input.connectTimeoutMs } : {}),
+    ...(input.maxConnectionsPerSource !== undefined
+      ? { maxConnectionsPerSource: input.maxConnectionsPerSource }
+      : {}),
+    ...(input.allow !== undefined ? { allow: cidrs(input.allow, `${where}/allow`) } : {}),
+    ...(input.deny !== undefined ? { deny: cidrs(input.deny, `${where}/deny`) } : {}),
   };
   if (input.mode === 'echo') {
     if (input.target !== undefined)
@@ -217,6 +238,14 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   if (file.engine?.traceDepth) engine.traceDepth = file.engine.traceDepth;
   if (file.engine?.parkAfterMs) engine.parkAfterMs = file.engine.parkAfterMs;
   if (file.engine?.splicePipes !== undefined) engine.splicePipes = file.engine.splicePipes;
+  if (file.engine?.maxListeners) engine.maxListeners = file.engine.maxListeners;
+  if (file.engine?.maxConnections) engine.maxConnections = file.engine.maxConnections;
+  const maxListeners = engine.maxListeners ?? ENGINE_DEFAULTS.maxListeners;
+  if (listeners.length > maxListeners) {
+    throw new ConfigError(
+      `${cli.listeners.length > 0 ? '--listener' : `config file ${configPath}: /listeners`}: ${listeners.length} listeners, more than engine.maxListeners (${maxListeners}); raise engine.maxListeners or list fewer`,
+    );
+  }
 
   return {
     api,
@@ -226,6 +255,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     allowedHosts,
     allowTargets,
     maxEventClients: file.api?.maxEventClients ?? 32,
+    maxApiConnections: file.api?.maxConnections ?? 64,
     bodyLimitBytes: file.api?.bodyLimitBytes ?? 16 * 1024,
     requestTimeoutMs: file.api?.requestTimeoutMs ?? 10_000,
     backend,

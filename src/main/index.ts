@@ -109,6 +109,7 @@ export async function run(argv: string[]): Promise<void> {
       maxEventClients: settings.maxEventClients,
     },
     bodyLimit: settings.bodyLimitBytes,
+    maxConnections: settings.maxApiConnections,
     requestTimeoutMs: settings.requestTimeoutMs,
   });
   log = (level, obj, msg) => api.log[level](obj, msg);

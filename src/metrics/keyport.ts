@@ -6,6 +6,7 @@ import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
 import { CLOSE_REASON_KINDS, type CloseReasonKind, closeReasonKind } from '../engine/connection.js';
 import type { EngineObserver } from '../engine/engine.js';
+import { REJECT_REASONS, type RejectReason } from '../engine/sources.js';
 import { VERSION } from '../version.js';
 import { Exposition, type Rendered } from './exposition.js';
 import {
@@ -78,6 +79,13 @@ class ListenerTotals {
   readonly connectFailures = new Map<string, number>();
   closedBytesIn = 0;
   closedBytesOut = 0;
+  /** Clients reset right after accept, by reason. */
+  readonly rejected: Record<RejectReason, number> = {
+    'max-connections': 0,
+    'engine-max-connections': 0,
+    'per-source': 0,
+    denied: 0,
+  };
 }
 
 export class KeyportMetrics implements EngineObserver {
@@ -172,6 +180,14 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.duration);
+    x.add(
+      new CollectedFamily(
+        'keyport_connections_rejected_total',
+        "Clients reset right after accept, before any read or upstream connect, by reason: max-connections (the listener's maxConnections, onLimit reset), engine-max-connections (engine.maxConnections), per-source (maxConnectionsPerSource), denied (allow/deny rules)",
+        'counter',
+        () => this.rejectedSamples(),
+      ),
+    );
     x.add(
       new CollectedFamily(
         'keyport_bytes_total',
@@ -299,6 +315,10 @@ export class KeyportMetrics implements EngineObserver {
     t.duration.observe((performance.now() - conn.startedAt) / 1000);
   }
 
+  rejected(listener: ListenerLike, reason: RejectReason): void {
+    this.listenerTotals(listener.id).rejected[reason]++;
+  }
+
   upstreamConnectFailed(listener: ListenerLike, errorName: string): void {
     const byName = this.listenerTotals(listener.id).connectFailures;
     // Error names come from the OS: cap the series they can create, as for completion errors.
@@ -370,6 +390,16 @@ export class KeyportMetrics implements EngineObserver {
       });
       if (!any) out.push({ labels: { listener }, value: 0 });
     }
+    return out;
+  }
+
+  /** Every reason of every listener, from 0, so rate() sees the first refusal. */
+  private rejectedSamples(): Sample[] {
+    for (const id of this.engine.listeners.keys()) this.listenerTotals(id);
+    const out: Sample[] = [];
+    for (const [listener, t] of this.totals)
+      for (const reason of REJECT_REASONS)
+        out.push({ labels: { listener, reason }, value: t.rejected[reason] });
     return out;
   }
 

@@ -185,9 +185,8 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
         return reply.code(201).header('location', `/listeners/${l.id}`).send(l);
       } catch (err) {
         if (err instanceof ListenError) {
-          return reply
-            .code(err.inUse ? 409 : 400)
-            .send(errorBody(err.inUse ? 409 : 400, err.message));
+          const status = err.inUse || err.atLimit ? 409 : 400;
+          return reply.code(status).send(errorBody(status, err.message));
         }
         throw err;
       }

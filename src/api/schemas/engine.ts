@@ -47,7 +47,27 @@ export const ListenerView = Type.Object(
       description:
         'At the limit: wait (clients queue in the backlog) or reset (the surplus is reset)',
     }),
-    rejectedTotal: Type.Integer({ description: 'Clients reset at the connection limit' }),
+    rejectedTotal: Type.Integer({
+      description: 'Clients reset right after accept, before any read (the sum of rejected)',
+    }),
+    rejected: Type.Object(
+      {
+        'max-connections': Type.Integer({ description: 'At maxConnections with onLimit reset' }),
+        'engine-max-connections': Type.Integer({ description: 'At engine.maxConnections' }),
+        'per-source': Type.Integer({
+          description: 'Their source IP was at maxConnectionsPerSource',
+        }),
+        denied: Type.Integer({ description: 'Refused by the allow/deny rules' }),
+      },
+      { description: 'Clients reset right after accept, by reason' },
+    ),
+    maxConnectionsPerSource: Type.Union([Type.Integer(), Type.Null()], {
+      description: 'Connections at once from one source IP; null = no limit',
+    }),
+    allow: Type.Array(Type.String(), {
+      description: 'CIDRs of the clients served (empty: every address)',
+    }),
+    deny: Type.Array(Type.String(), { description: 'CIDRs of clients refused; deny wins' }),
     idleTimeoutMs: Type.Integer(),
     idleMinBytes: Type.Integer({ description: 'Bytes each idle window must bring' }),
     closeTimeoutMs: Type.Integer({
