@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from './helpers/http.js';
 import { BACKEND, logRecords, OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
 import { openEvents } from './helpers/sse.js';
@@ -107,18 +107,41 @@ async function startTransfer(port: number, rate: number) {
   return { s, r };
 }
 
+/**
+ * SIGTERM to the launcher mid-transfer (under Wine: a Ctrl+C; `env` may turn it into another
+ * console event), with a deadline that leaves time: every byte, then a clean EOF, exit 0.
+ */
+async function stopWithTime(t: Test, env: Record<string, string> = {}) {
+  const { k, port } = await relay({ shutdownDeadlineMs: 30_000 }, env);
+  const { s, r } = await startTransfer(port, 12 * 1024 * 1024);
+  k.proc.kill('SIGTERM');
+  const seen = await r.done;
+  t.equal(seen.end, 'EOF', 'the stream ended with a clean FIN');
+  t.equal(seen.bytes, TOTAL, `every byte arrived (${seen.bytes} of ${TOTAL})`);
+  t.ok(seen.prefixOk, 'byte-exact');
+  t.equal(await k.exited, 0, 'exit code 0: drained before the deadline');
+  s.destroy();
+  return k;
+}
+
+/** The same stop with a 500 ms deadline: cut short with RST, never a clean EOF; exit 3. */
+async function stopPastDeadline(t: Test, env: Record<string, string> = {}) {
+  const { k, port } = await relay({ shutdownDeadlineMs: 500 }, env);
+  const { s, r } = await startTransfer(port, 3 * 1024 * 1024);
+  k.proc.kill('SIGTERM');
+  const seen = await r.done;
+  t.ok(seen.bytes < TOTAL, `the transfer was cut short (${seen.bytes} of ${TOTAL})`);
+  t.not(seen.end, 'EOF', 'no clean FIN after missing bytes');
+  t.equal(seen.end, 'ECONNRESET', 'the client saw a reset');
+  t.ok(seen.prefixOk, 'what arrived is byte-exact');
+  t.equal(await k.exited, 3, 'exit code 3: the drain had to reset');
+  s.destroy();
+}
+
 t.test(
   'SIGTERM: a transfer that can finish before the deadline gets every byte, then EOF',
   async (t) => {
-    const { k, port } = await relay({ shutdownDeadlineMs: 30_000 });
-    const { s, r } = await startTransfer(port, 12 * 1024 * 1024);
-    k.proc.kill('SIGTERM');
-    const seen = await r.done;
-    t.equal(seen.end, 'EOF', 'the stream ended with a clean FIN');
-    t.equal(seen.bytes, TOTAL, `every byte arrived (${seen.bytes} of ${TOTAL})`);
-    t.ok(seen.prefixOk, 'byte-exact');
-    t.equal(await k.exited, 0, 'exit code 0: drained before the deadline');
-    s.destroy();
+    await stopWithTime(t);
   },
 );
 
@@ -140,23 +163,12 @@ for (const ev of consoleEvents) {
     `${ev.name} (${ev.what}): drained before the handler returns; every byte, then EOF`,
     { skip: noConsole },
     async (t) => {
-      const { k, port } = await relay(
-        { shutdownDeadlineMs: 30_000 },
-        { KEYPORT_TEST_FAULTS: `ctrl-c-as:${ev.type}` },
-      );
-      const { s, r } = await startTransfer(port, 12 * 1024 * 1024);
-      k.proc.kill('SIGTERM');
-      const seen = await r.done;
-      t.equal(seen.end, 'EOF', 'the stream ended with a clean FIN');
-      t.equal(seen.bytes, TOTAL, `every byte arrived (${seen.bytes} of ${TOTAL})`);
-      t.ok(seen.prefixOk, 'byte-exact');
-      t.equal(await k.exited, 0, 'exit code 0: drained before the deadline');
+      const k = await stopWithTime(t, { KEYPORT_TEST_FAULTS: `ctrl-c-as:${ev.type}` });
       t.equal(
         logRecords(k, `${ev.name}: shutting down`).length,
         1,
         `keyport logged the ${ev.name} drain`,
       );
-      s.destroy();
     },
   );
 }
@@ -165,32 +177,12 @@ t.test(
   'CTRL_SHUTDOWN_EVENT: the deadline cuts a transfer short with RST, never a clean EOF',
   { skip: noConsole },
   async (t) => {
-    const { k, port } = await relay(
-      { shutdownDeadlineMs: 500 },
-      { KEYPORT_TEST_FAULTS: 'ctrl-c-as:6' },
-    );
-    const { s, r } = await startTransfer(port, 3 * 1024 * 1024);
-    k.proc.kill('SIGTERM');
-    const seen = await r.done;
-    t.ok(seen.bytes < TOTAL, `the transfer was cut short (${seen.bytes} of ${TOTAL})`);
-    t.equal(seen.end, 'ECONNRESET', 'the client saw a reset, never a clean EOF');
-    t.ok(seen.prefixOk, 'what arrived is byte-exact');
-    t.equal(await k.exited, 3, 'exit code 3: the drain had to reset');
-    s.destroy();
+    await stopPastDeadline(t, { KEYPORT_TEST_FAULTS: 'ctrl-c-as:6' });
   },
 );
 
 t.test('SIGTERM: the deadline cuts a transfer short with RST, never a clean EOF', async (t) => {
-  const { k, port } = await relay({ shutdownDeadlineMs: 500 });
-  const { s, r } = await startTransfer(port, 3 * 1024 * 1024);
-  k.proc.kill('SIGTERM');
-  const seen = await r.done;
-  t.ok(seen.bytes < TOTAL, `the transfer was cut short (${seen.bytes} of ${TOTAL})`);
-  t.not(seen.end, 'EOF', 'no clean FIN after missing bytes');
-  t.equal(seen.end, 'ECONNRESET', 'the client saw a reset');
-  t.ok(seen.prefixOk, 'what arrived is byte-exact');
-  t.equal(await k.exited, 3, 'exit code 3: the drain had to reset');
-  s.destroy();
+  await stopPastDeadline(t);
 });
 
 t.test(
