@@ -808,14 +808,8 @@ export class Engine implements EngineCore, CompletionSink {
     if (!pump) throw new Error(`the ${this.backend.name} backend cannot drain synchronously`);
     this.stopped = true;
     for (const l of [...this.listeners.values()]) l.close();
-    const busy = () => {
-      const hb = this.heartbeatKey?.inFlight ?? 0;
-      return (
-        this.ops.inFlightTotal - hb > 0 || this.connections.size > 0 || this.listeners.size > 0
-      );
-    };
     const runUntil = (end: number) => {
-      for (let now = performance.now(); busy() && now < end; now = performance.now()) {
+      for (let now = performance.now(); !this.idle() && now < end; now = performance.now()) {
         // Ops that finished inline wait for a setImmediate that cannot run: complete them here,
         // and do not wait on the port while any is queued.
         const inline = this.inlineHead < this.inlineQueue.length;
@@ -823,7 +817,7 @@ export class Engine implements EngineCore, CompletionSink {
         pump(inline ? 0 : Math.min(50, end - now));
         this.sweep();
       }
-      return !busy();
+      return this.idle();
     };
     const drained = runUntil(performance.now() + deadlineMs);
     if (!drained) {
@@ -841,14 +835,17 @@ export class Engine implements EngineCore, CompletionSink {
     for (const c of [...this.connections.values()]) c.abort(reason);
   }
 
+  /** No op in flight (but the heartbeat's), no connection and no listener left. */
+  private idle(): boolean {
+    const hb = this.heartbeatKey?.inFlight ?? 0;
+    return (
+      this.ops.inFlightTotal - hb === 0 && this.connections.size === 0 && this.listeners.size === 0
+    );
+  }
+
   private async waitIdle(ms: number): Promise<boolean> {
     const until = Date.now() + ms;
-    const hb = () => this.heartbeatKey?.inFlight ?? 0;
-    while (
-      this.ops.inFlightTotal - hb() > 0 ||
-      this.connections.size > 0 ||
-      this.listeners.size > 0
-    ) {
+    while (!this.idle()) {
       if (Date.now() > until) return false;
       await new Promise((r) => setTimeout(r, 10));
     }

@@ -157,13 +157,8 @@ export class IocpBackend implements Backend {
 
   start(sink: CompletionSink, _records: RecordLookup): void {
     this.sink = sink;
-    const entries = this.allocPinned(ENTRY_SIZE * DEQUEUE_BATCH + 8);
+    const { block: entries, view } = this.dequeueBuffer();
     this.entries = entries;
-    const view = new DataView(
-      entries.bytes.buffer,
-      entries.bytes.byteOffset,
-      entries.bytes.byteLength,
-    );
     this.entriesView = view;
     const removedAddr = entries.addr + BigInt(REMOVED_OFF);
     this.parked = new Promise<void>((resolve) => {
@@ -194,6 +189,15 @@ export class IocpBackend implements Backend {
       };
       park();
     });
+  }
+
+  /** Pinned room for one GetQueuedCompletionStatusEx call: its entries, then the count. */
+  private dequeueBuffer(): { block: PinnedBlock; view: DataView } {
+    const block = this.allocPinned(REMOVED_OFF + 8);
+    return {
+      block,
+      view: new DataView(block.bytes.buffer, block.bytes.byteOffset, block.bytes.byteLength),
+    };
   }
 
   /**
@@ -236,13 +240,7 @@ export class IocpBackend implements Backend {
    */
   pumpSync(ms: number): void {
     if (!this.synchronous) this.takeOver();
-    if (!this.syncEntries) {
-      const block = this.allocPinned(ENTRY_SIZE * DEQUEUE_BATCH + 8);
-      this.syncEntries = {
-        block,
-        view: new DataView(block.bytes.buffer, block.bytes.byteOffset, block.bytes.byteLength),
-      };
-    }
+    this.syncEntries ??= this.dequeueBuffer();
     const { block, view } = this.syncEntries;
     const ok = w.GetQueuedCompletionStatusEx(
       this.port,
