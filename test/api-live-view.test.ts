@@ -180,8 +180,10 @@ t.test('the op table changes when a client connects and leaves', async (t) => {
 });
 
 t.test('the latency chart draws from the /metrics histograms', async (t) => {
+  // Points of both lines together: 6 make lines long enough to count (with 3, CI once saw a
+  // send/recv line of 49 pixels, under the 50 asserted below).
   await page.waitForFunction(
-    () => Number(document.querySelector('#chart')?.getAttribute('data-points')) >= 3,
+    () => Number(document.querySelector('#chart')?.getAttribute('data-points')) >= 6,
     undefined,
     { timeout: 30_000 },
   );
