@@ -97,11 +97,16 @@ page's shell (\`/\`, \`/ui/…\`). Without a configured token nothing needs one,
 keyport refuses to serve the API beyond loopback without a token.
 
 **Collections are paged.** \`/connections\`, \`/keys\` and \`/ops\` take \`offset\` (≥ 0, default 0)
-and \`limit\` (1–1000, default 100) and answer \`{total, offset, limit, items}\`: \`total\` counts
+and \`limit\` (1–1000, default 100) and answer \`{offset, limit, items, total}\`: \`total\` counts
 every item that matches the filters, across all pages; an \`offset\` past the end gives no items
-and the total. A request builds only the items of its page; counting \`total\` still walks the
-table (O(n), without allocating anything), on the engine's thread. The orders are stable, so
-pages concatenate to the whole set with no duplicate and no gap while nothing changes:
+and the total. Without a filter that needs a look at every item (\`/connections?state=\`,
+\`/ops?minAgeMs=\`) the total is a kept count and the walk stops at the page's end, so a page
+costs the same at 1 000 connections as at 18 000. A page is walked and written a slice at a time
+(about 0.1 ms each, between the engine's completions), each item's unchanging part served from
+a cache; \`total\` comes last in the JSON because a filtered walk knows it only at the end. Each
+item is read as the walk reaches it, so a page spans the few milliseconds it takes. The orders
+are stable, so pages concatenate to the whole set with no duplicate and no gap while nothing
+changes:
 
 - \`/connections\`: the order the connections opened (oldest first, give or take the upstream
   connect of forward connections);
@@ -117,6 +122,17 @@ least that old by kind (stuck ops: \`send\`, \`connect\`, \`disconnect\` that ol
 10) oldest and busiest (bytes in + out, client and upstream sides). Each is one pass over the
 table that keeps only the counts and the short lists. The status page polls these and one page
 of each table, never a whole collection.
+
+### The API's share of the engine's thread
+
+The API runs on the thread that runs the engine's completions. So that a client looping over
+the views as fast as it can (or a web page made to) cannot starve the traffic, the API's work —
+each handler, each slice of a page — is metered: under sustained load it may use
+\`api.threadShare\` of the thread (default 0.02, 2%), and beyond that requests wait their
+turn. The meter holds a 25 ms burst, so one request, a status page's poll or a scrape is never
+slowed; \`/healthz\` and \`/readyz\` are never metered. \`keyport_api_throttled_total\` and
+\`keyport_api_throttled_seconds_total\` count the waits ([metrics.md](metrics.md)). Raise the
+share when a script must page through a large table faster than the traffic matters.
 
 ## Routes
 

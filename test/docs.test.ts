@@ -230,16 +230,19 @@ t.test('every route the docs name is in the API', async (t) => {
 
 t.test('every metric the docs name is in the exposition', async (t) => {
   const { createMetrics } = await import('../dist/metrics/keyport.js');
-  const m = createMetrics({
-    ops: { inFlight: () => [], quarantined: 0 },
-    // One listener, so that the per-listener histograms have their _bucket series.
-    listeners: new Map([['l1', { id: 'l1', connections: { size: 0 }, degraded: false }]]),
-    connections: new Map(),
-    anomalies: { counts: { stray: 0, 'key-mismatch': 0, duplicate: 0 } },
-    buffers: { inUse: 0, provided: { available: 256 } },
-    stats: { providedExhausted: 0 },
-    splicePipes: { bytes: 0, inUse: 0 },
-  });
+  const m = createMetrics(
+    {
+      ops: { inFlightOfKind: () => 0, quarantined: 0 },
+      // One listener, so that the per-listener histograms have their _bucket series.
+      listeners: new Map([['l1', { id: 'l1', connections: { size: 0 }, degraded: false }]]),
+      connections: new Map(),
+      anomalies: { counts: { stray: 0, 'key-mismatch': 0, duplicate: 0 } },
+      buffers: { inUse: 0, provided: { available: 256 } },
+      stats: { providedExhausted: 0 },
+      splicePipes: { bytes: 0, inUse: 0 },
+    },
+    { apiThrottle: { waits: 0, waitedMs: 0 } },
+  );
   const body = (await m.render()).body as string;
   const names = new Set(
     body

@@ -28,6 +28,7 @@ import {
   TraceEntryView,
 } from './schemas/engine.js';
 import { ErrorResponse } from './schemas/error.js';
+import { DEFAULT_THREAD_SHARE, installThreadShare, ThreadShare } from './thread-share.js';
 
 export interface BuildApiOptions {
   control: EngineControlLike;
@@ -44,6 +45,11 @@ export interface BuildApiOptions {
    * is accepted, so a local flood cannot exhaust the process's descriptors through the API.
    */
   maxConnections?: number;
+  /**
+   * The meter of the API's share of the engine's thread under sustained load
+   * (thread-share.ts); default: a new one at DEFAULT_THREAD_SHARE.
+   */
+  threadShare?: ThreadShare;
   /** Served at GET /metrics; without it the route exists (and is documented) but answers 404. */
   metrics?: MetricsSource;
   /** Browser and network defences (docs/security.md). */
@@ -95,6 +101,8 @@ export function buildApi(opts: BuildApiOptions) {
     ...(opts.safety?.apiHost ? { apiHost: opts.safety.apiHost } : {}),
   });
   installAuth(app, opts.auth ?? { token: null, protect: 'commands' });
+  const share = opts.threadShare ?? new ThreadShare(DEFAULT_THREAD_SHARE);
+  installThreadShare(app, share);
   app.addSchema(ErrorResponse);
   // Shared by several route plugins, so registered at the root.
   // (The referenced before those that refer to them.)
@@ -147,7 +155,7 @@ export function buildApi(opts: BuildApiOptions) {
   });
 
   app.register(healthzRoutes, { control: opts.control });
-  app.register(engineViewRoutes, { control: opts.control });
+  app.register(engineViewRoutes, { control: opts.control, share });
   app.register(metricsRoutes, { metrics: opts.metrics });
   app.register(commandRoutes, {
     control: opts.control,

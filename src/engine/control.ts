@@ -1,15 +1,20 @@
 // EngineControl: the only door from the API into the engine. It reads the engine into plain
 // snapshot objects (no live references leak out) and will carry commands; an engine in a worker
 // thread could later sit behind the same interface.
+
+import type { OpKind } from './backend.js';
 import { type Connection, formatSocketAddress } from './connection.js';
 import type { CancelOutcome, Engine } from './engine.js';
 import type { EventListener } from './events.js';
-import { hex64, type KeyOwner } from './keys.js';
+import { hex64, type KeyEntry, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
 import type { ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
 import type { RejectReason } from './sources.js';
 import type { TraceEntry } from './trace.js';
+import { FragmentCache, type PageWalk, pageWalk } from './view-fragments.js';
+
+export type { PageWalk };
 
 export interface ListenerSnapshot {
   id: string;
@@ -158,11 +163,61 @@ export interface Readiness {
   reasons: string[];
 }
 
+/**
+ * Wall-clock ms as ISO 8601. Views format thousands of times per page, mostly within the same
+ * few seconds, and Date#toISOString was their heaviest cost: the second's prefix is cached.
+ */
+const isoPrefixes = new Map<number, string>();
 function iso(ms: number): string {
-  return new Date(ms).toISOString();
+  const whole = Math.floor(ms);
+  const sec = Math.floor(whole / 1000);
+  let prefix = isoPrefixes.get(sec);
+  if (prefix === undefined) {
+    if (isoPrefixes.size >= 1024) isoPrefixes.clear();
+    prefix = new Date(sec * 1000).toISOString().slice(0, 20); // "YYYY-MM-DDTHH:MM:SS."
+    isoPrefixes.set(sec, prefix);
+  }
+  const milli = whole - sec * 1000;
+  return `${prefix}${milli < 10 ? '00' : milli < 100 ? '0' : ''}${milli}Z`;
+}
+
+/** A connection's fields that change only with its state or upstream. */
+function connectionFixed(c: Connection) {
+  const up = c.upstream;
+  return {
+    id: c.id,
+    listener: c.listener.id,
+    mode: c.listener.mode,
+    key: c.client.key.keyHex,
+    upstreamKey: up ? up.key.keyHex : null,
+    local: formatSocketAddress(c.client.local),
+    remote: formatSocketAddress(c.client.remote),
+    upstream: up ? formatSocketAddress(up.remote) : null,
+    createdAt: iso(c.createdAt),
+  };
+}
+
+/** A connection's fields that move with its traffic and the clock. */
+function connectionMoving(c: Connection, now: number) {
+  const up = c.upstream;
+  return {
+    state: c.state,
+    bytesIn: c.client.bytesIn,
+    bytesOut: c.client.bytesOut,
+    upstreamBytesIn: up ? up.bytesIn : null,
+    upstreamBytesOut: up ? up.bytesOut : null,
+    opsInFlight: c.opsInFlight,
+    ageMs: Date.now() - c.createdAt,
+    idleMs: Math.round(now - c.lastActivity),
+  };
 }
 
 export class EngineControl {
+  // Pages' items are served from these (view-fragments.ts): keyed by the table entry itself.
+  private readonly keyTexts = new FragmentCache<KeyEntry>();
+  private readonly opTexts = new FragmentCache<OpRecord>();
+  private readonly connectionTexts = new FragmentCache<Connection>();
+
   constructor(private readonly engine: Engine) {}
 
   get startedAt(): number {
@@ -216,22 +271,25 @@ export class EngineControl {
   }
 
   /**
-   * One page of connections in the order they opened (the engine's Map keeps insertion order,
-   * so a page boundary never moves while the set does not change). Counting the matches is O(connections) but allocates nothing; only the page's items
-   * are materialised.
+   * A page of connections in the order they opened (the engine's Map and each listener's Set
+   * keep insertion order, so a page boundary never moves while the set does not change).
+   * Without a state filter the total is a size and the walk ends with the page.
    */
-  connections(filter: ConnectionFilter): { total: number; items: ConnectionSnapshot[] } {
+  connections(filter: ConnectionFilter): PageWalk {
     const now = performance.now();
-    const end = filter.offset + filter.limit;
-    const items: ConnectionSnapshot[] = [];
-    let total = 0;
-    for (const c of this.engine.connections.values()) {
-      if (filter.listener && c.listener.id !== filter.listener) continue;
-      if (filter.state && c.state !== filter.state) continue;
-      if (total >= filter.offset && total < end) items.push(this.connectionSnapshot(c, now));
-      total++;
+    let source: Iterable<Connection> = this.engine.connections.values();
+    let size = this.engine.connections.size;
+    if (filter.listener) {
+      const l = this.engine.listeners.get(filter.listener);
+      source = l ? l.connections : [];
+      size = l ? l.connections.size : 0;
     }
-    return { total, items };
+    return pageWalk(source[Symbol.iterator](), {
+      ...filter,
+      knownTotal: filter.state ? null : size,
+      matches: (c) => !filter.state || c.state === filter.state,
+      render: (c) => this.connectionJson(c, now),
+    });
   }
 
   /**
@@ -267,73 +325,67 @@ export class EngineControl {
     return { ...this.connectionSnapshot(c, performance.now()), trace: c.trace.entries() };
   }
 
+  /** Stamped with the upstream and the state: the upstream's key and address come later. */
+  private connectionJson(c: Connection, now: number): string {
+    const stamp = c.upstream ? `${c.state}:${c.upstream.key.keyHex}` : c.state;
+    return this.connectionTexts.json(c, stamp, () => connectionFixed(c), connectionMoving(c, now));
+  }
+
   private connectionSnapshot(c: Connection, now: number): ConnectionSnapshot {
-    const up = c.upstream;
-    return {
-      id: c.id,
-      listener: c.listener.id,
-      mode: c.listener.mode,
-      state: c.state,
-      key: c.client.key.keyHex,
-      upstreamKey: up ? up.key.keyHex : null,
-      local: formatSocketAddress(c.client.local),
-      remote: formatSocketAddress(c.client.remote),
-      upstream: up ? formatSocketAddress(up.remote) : null,
-      bytesIn: c.client.bytesIn,
-      bytesOut: c.client.bytesOut,
-      upstreamBytesIn: up ? up.bytesIn : null,
-      upstreamBytesOut: up ? up.bytesOut : null,
-      opsInFlight: c.opsInFlight,
-      ageMs: Date.now() - c.createdAt,
-      idleMs: Math.round(now - c.lastActivity),
-      createdAt: iso(c.createdAt),
-    };
+    return { ...connectionFixed(c), ...connectionMoving(c, now) };
+  }
+
+  /** A page of the completion-key table in slot order (index ascending). */
+  keys(page: Page): PageWalk {
+    return pageWalk(this.engine.keys.live(), {
+      ...page,
+      knownTotal: this.engine.keys.size,
+      matches: () => true,
+      render: (k) =>
+        this.keyTexts.json(
+          k,
+          k.generation,
+          () => ({
+            key: k.keyHex,
+            index: k.index,
+            generation: k.generation,
+            owner: { ...(k.owner as KeyOwner) },
+            socket: k.sock,
+            associatedAt: iso(k.associatedAt),
+          }),
+          { completions: k.completions, opsInFlight: k.inFlight },
+        ),
+    });
   }
 
   /**
-   * One page of the completion-key table in slot order (index ascending). Counting is
-   * O(keys) without allocation; only the page is materialised.
+   * A page of the in-flight ops matching the filter, in record-pool slot order (stable while
+   * the set of ops does not change; not by age: the oldest are in opsSummary). A connection
+   * filter walks only that connection's sockets; without an age filter the total comes from
+   * the pool's counts and the walk ends with the page.
    */
-  keys(page: Page): { total: number; items: KeySnapshot[] } {
-    const end = page.offset + page.limit;
-    const items: KeySnapshot[] = [];
-    let total = 0;
-    for (const k of this.engine.keys.live()) {
-      if (total >= page.offset && total < end)
-        items.push({
-          key: k.keyHex,
-          index: k.index,
-          generation: k.generation,
-          owner: { ...(k.owner as KeyOwner) },
-          socket: k.sock,
-          associatedAt: iso(k.associatedAt),
-          completions: k.completions,
-          opsInFlight: k.inFlight,
-        });
-      total++;
-    }
-    return { total, items };
-  }
-
-  /**
-   * One page of the in-flight ops matching the filter, in record-pool slot order (stable while
-   * the set of ops does not change; not by age: the oldest are in opsSummary). Counting is
-   * O(ops in flight) without allocation; only the page is materialised.
-   */
-  ops(filter: OpFilter & Page): { total: number; items: OpSnapshot[] } {
+  ops(filter: OpFilter & Page): PageWalk {
     const now = Date.now();
-    const end = filter.offset + filter.limit;
-    const items: OpSnapshot[] = [];
-    let total = 0;
-    for (const rec of this.engine.ops.inFlight()) {
-      if (filter.kind && rec.kind !== filter.kind) continue;
-      if (filter.minAgeMs !== undefined && now - rec.issuedAtWall < filter.minAgeMs) continue;
-      if (filter.connection && this.engine.ownerIds(rec.keyEntry).connection !== filter.connection)
-        continue;
-      if (total >= filter.offset && total < end) items.push(this.opSnapshot(rec, now));
-      total++;
+    const matches = (rec: OpRecord) =>
+      (!filter.kind || rec.kind === filter.kind) &&
+      (filter.minAgeMs === undefined || now - rec.issuedAtWall >= filter.minAgeMs);
+    const render = (rec: OpRecord) => this.opJson(rec, now);
+    if (filter.connection) {
+      const c = this.engine.connections.get(filter.connection);
+      const mine: OpRecord[] = [];
+      for (const side of c ? [c.client, c.upstream] : [])
+        for (const rec of side?.key.ops ?? []) mine.push(rec as OpRecord);
+      mine.sort((a, b) => a.slot - b.slot);
+      return pageWalk(mine.values(), { ...filter, knownTotal: null, matches, render });
     }
-    return { total, items };
+    const pool = this.engine.ops;
+    const knownTotal =
+      filter.minAgeMs !== undefined
+        ? null
+        : filter.kind
+          ? pool.inFlightOfKind(filter.kind as OpKind)
+          : pool.inFlightTotal;
+    return pageWalk(pool.inFlight(), { ...filter, knownTotal, matches, render });
   }
 
   /**
@@ -347,7 +399,10 @@ export class EngineControl {
     const olderByKind: Record<string, number> = {};
     const kept: OpRecord[] = [];
     let total = 0;
-    for (const rec of this.engine.ops.inFlight()) {
+    const records = this.engine.ops.records;
+    for (let r = 0; r < records.length; r++) {
+      const rec = records[r] as OpRecord;
+      if (!rec.inFlight) continue;
       total++;
       const age = now - rec.issuedAtWall;
       byKind[rec.kind] = (byKind[rec.kind] ?? 0) + 1;
@@ -367,7 +422,18 @@ export class EngineControl {
     };
   }
 
+  private opJson(rec: OpRecord, now: number): string {
+    return this.opTexts.json(rec, rec.generation, () => this.opFixed(rec), {
+      ageMs: Math.round(now - rec.issuedAtWall),
+    });
+  }
+
   private opSnapshot(rec: OpRecord, now: number): OpSnapshot {
+    return { ...this.opFixed(rec), ageMs: Math.round(now - rec.issuedAtWall) };
+  }
+
+  /** An op's fields that do not change while it is in flight. */
+  private opFixed(rec: OpRecord): Omit<OpSnapshot, 'ageMs'> {
     const owner = rec.keyEntry?.owner ?? null;
     const { connection, listener } = this.engine.ownerIds(rec.keyEntry);
     return {
@@ -378,7 +444,6 @@ export class EngineControl {
       connection,
       listener,
       issuedAt: iso(rec.issuedAtWall),
-      ageMs: now - rec.issuedAtWall,
       bufferSize: rec.buffer ? rec.buffer.bytes.byteLength : null,
       bufferSelect: rec.selectBuffer,
       splice: rec.splice >= 0,

@@ -149,6 +149,14 @@ export const ConfigFile = Type.Object(
                 'Concurrent GET /events streams; one more is answered 503 with Retry-After (default 32)',
             }),
           ),
+          threadShare: Type.Optional(
+            Type.Number({
+              exclusiveMinimum: 0,
+              maximum: 1,
+              description:
+                "The API's share of the engine's thread under sustained load (default 0.02): requests beyond it wait their turn, so clients looping over the views cannot starve the traffic. One request, or a status page's poll, is never slowed (a 25 ms burst).",
+            }),
+          ),
           bodyLimitBytes: Type.Optional(
             Type.Integer({
               minimum: 256,

@@ -32,6 +32,8 @@ export interface Settings {
   /** Forward targets allowed to POST /listeners; null = anything (but the API itself). */
   allowTargets: TargetRule[] | null;
   maxEventClients: number;
+  /** The API's share of the engine's thread under sustained load (api.threadShare); null: the API's default. */
+  threadShare: number | null;
   /** The API server's own connections at once. */
   maxApiConnections: number;
   bodyLimitBytes: number;
@@ -255,6 +257,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     allowedHosts,
     allowTargets,
     maxEventClients: file.api?.maxEventClients ?? 32,
+    threadShare: file.api?.threadShare ?? null,
     maxApiConnections: file.api?.maxConnections ?? 64,
     bodyLimitBytes: file.api?.bodyLimitBytes ?? 16 * 1024,
     requestTimeoutMs: file.api?.requestTimeoutMs ?? 10_000,

@@ -2,6 +2,7 @@
 // on Linux): parse options, start the engine and the control plane, stop cleanly on signals.
 import { pathToFileURL } from 'node:url';
 import { buildApi } from '../api/app.js';
+import { DEFAULT_THREAD_SHARE, ThreadShare } from '../api/thread-share.js';
 import type { Backend } from '../engine/backend.js';
 import { EngineControl } from '../engine/control.js';
 import { Engine, type LogFn } from '../engine/engine.js';
@@ -95,7 +96,14 @@ export async function run(argv: string[]): Promise<void> {
   const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
   const control = new EngineControl(engine);
   // KEYPORT_METRICS=off: no observer on the data path, and GET /metrics answers 404.
-  const metrics = process.env.KEYPORT_METRICS === 'off' ? undefined : createMetrics(engine);
+  const share = new ThreadShare({
+    ...DEFAULT_THREAD_SHARE,
+    share: settings.threadShare ?? DEFAULT_THREAD_SHARE.share,
+  });
+  const metrics =
+    process.env.KEYPORT_METRICS === 'off'
+      ? undefined
+      : createMetrics(engine, { apiThrottle: share });
   engine.observer = metrics ?? null;
   const api = buildApi({
     control,
@@ -111,6 +119,7 @@ export async function run(argv: string[]): Promise<void> {
     bodyLimit: settings.bodyLimitBytes,
     maxConnections: settings.maxApiConnections,
     requestTimeoutMs: settings.requestTimeoutMs,
+    threadShare: share,
   });
   log = (level, obj, msg) => api.log[level](obj, msg);
   engine.start();

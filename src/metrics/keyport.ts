@@ -20,7 +20,7 @@ import {
 
 /** What the metrics read from the engine (the Engine satisfies it). */
 export interface MetricsEngine {
-  readonly ops: { inFlight(): Iterable<{ readonly kind: OpKind }>; readonly quarantined: number };
+  readonly ops: { inFlightOfKind(kind: OpKind): number; readonly quarantined: number };
   readonly listeners: ReadonlyMap<
     string,
     { readonly id: string; connections: { size: number }; readonly degraded: boolean }
@@ -124,7 +124,7 @@ export class KeyportMetrics implements EngineObserver {
 
   constructor(
     private readonly engine: MetricsEngine,
-    opts: { processMetrics?: boolean } = {},
+    opts: MetricsOptions = {},
   ) {
     for (const op of OP_KINDS) {
       this.latencyByOp[op] = this.latency.child({ op });
@@ -154,6 +154,25 @@ export class KeyportMetrics implements EngineObserver {
     );
     x.add(this.latency);
     x.add(this.batchSize);
+    const throttle = opts.apiThrottle;
+    if (throttle) {
+      x.add(
+        new CollectedFamily(
+          'keyport_api_throttled_total',
+          "Times an API request or page slice waited because the API had used its share of the engine's thread (api.threadShare)",
+          'counter',
+          () => [{ labels: {}, value: throttle.waits }],
+        ),
+      );
+      x.add(
+        new CollectedFamily(
+          'keyport_api_throttled_seconds_total',
+          'Time API requests and page slices spent waiting for their share of the engine thread',
+          'counter',
+          () => [{ labels: {}, value: throttle.waitedMs / 1000 }],
+        ),
+      );
+    }
     x.add(
       new CollectedFamily(
         'keyport_ops_in_flight',
@@ -404,9 +423,7 @@ export class KeyportMetrics implements EngineObserver {
   }
 
   private opsInFlight(): Sample[] {
-    const n = Object.fromEntries(OP_KINDS.map((k) => [k, 0])) as Record<OpKind, number>;
-    for (const rec of this.engine.ops.inFlight()) n[rec.kind]++;
-    return OP_KINDS.map((op) => ({ labels: { op }, value: n[op] }));
+    return OP_KINDS.map((op) => ({ labels: { op }, value: this.engine.ops.inFlightOfKind(op) }));
   }
 
   private bytes(): Sample[] {
@@ -430,9 +447,12 @@ export class KeyportMetrics implements EngineObserver {
   }
 }
 
-export function createMetrics(
-  engine: MetricsEngine,
-  opts: { processMetrics?: boolean } = {},
-): KeyportMetrics {
+export interface MetricsOptions {
+  processMetrics?: boolean;
+  /** The API's thread-share meter (api/thread-share.ts): how often and how long it waited. */
+  apiThrottle?: { readonly waits: number; readonly waitedMs: number };
+}
+
+export function createMetrics(engine: MetricsEngine, opts: MetricsOptions = {}): KeyportMetrics {
   return new KeyportMetrics(engine, opts);
 }

@@ -2,8 +2,11 @@
 // trace), the completion-key table, the in-flight ops, and readiness.
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import type { FastifyReply } from 'fastify';
+import type { PageWalk } from '../../engine/control.js';
 import type { EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
+import { pagedBody } from '../paced-body.js';
 import {
   ConnectionDetail,
   ConnectionsSummaryView,
@@ -18,16 +21,31 @@ import {
   RefTo,
 } from '../schemas/engine.js';
 import { ErrorRef } from '../schemas/error.js';
+import type { ThreadShare } from '../thread-share.js';
+
+/**
+ * A page goes out as JSON EngineControl renders from cached fragments (engine/view-fragments.ts),
+ * walked and written in slices (paced-body.ts), not through the route's serializer: the
+ * response schema documents the shape, and the fragments are built from the same fields.
+ */
+function sendPage(
+  reply: FastifyReply,
+  share: ThreadShare,
+  walk: PageWalk,
+  page: { offset: number; limit: number },
+) {
+  return reply.type('application/json; charset=utf-8').send(pagedBody(walk, page, share));
+}
 
 const IdParams = Type.Object(
   { id: Type.String({ minLength: 1, maxLength: 64 }) },
   { additionalProperties: false },
 );
 
-export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineControlLike }> = async (
-  app,
-  { control },
-) => {
+export const engineViewRoutes: FastifyPluginAsyncTypebox<{
+  control: EngineControlLike;
+  share: ThreadShare;
+}> = async (app, { control, share }) => {
   app.get(
     '/readyz',
     {
@@ -81,8 +99,9 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
         operationId: 'listConnections',
         summary: 'Live connections, filtered and paginated',
         description:
-          'In the order they opened. `total` counts every match; only the page is built ' +
-          '(counting walks the table without allocating).',
+          'In the order they opened. `total` counts every match (without a state filter it is ' +
+          'a kept count and the walk stops at the page); the page is walked and written in ' +
+          'slices between completions.',
         tags: ['engine'],
         querystring: Type.Object(
           {
@@ -101,7 +120,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
         response: { 200: PageOf(RefTo(ConnectionView)) },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { offset, limit, listener, state } = req.query;
       const page = control.connections({
         offset,
@@ -109,7 +128,7 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
         ...(listener ? { listener } : {}),
         ...(state ? { state } : {}),
       });
-      return { total: page.total, offset, limit, items: page.items };
+      return sendPage(reply, share, page, { offset, limit });
     },
   );
 
@@ -163,15 +182,17 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
         operationId: 'listKeys',
         summary: 'The completion-key table, paginated',
         description:
-          'In slot order (index ascending). `total` counts every live key; only the page is built.',
+          'In slot order (index ascending). `total` counts every live key (a kept count); the walk ' +
+          'stops at the page.',
         tags: ['engine'],
         querystring: Type.Object({ ...PageQuery }, { additionalProperties: false }),
         response: { 200: PageOf(RefTo(KeyView)) },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { offset, limit } = req.query;
-      return { offset, limit, ...control.keys({ offset, limit }) };
+      const page = control.keys({ offset, limit });
+      return sendPage(reply, share, page, { offset, limit });
     },
   );
 
@@ -184,7 +205,8 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
           'In-flight overlapped ops, paginated; filter by kind, connection or minimum age (stuck ops)',
         description:
           'In record-pool slot order, which does not change while the ops do not (for the ' +
-          'oldest first, see /ops/summary). `total` counts every match; only the page is built.',
+          'oldest first, see /ops/summary). `total` counts every match (without minAgeMs it is ' +
+          'a kept count by kind and the walk stops at the page).',
         tags: ['engine'],
         querystring: Type.Object(
           {
@@ -204,9 +226,10 @@ export const engineViewRoutes: FastifyPluginAsyncTypebox<{ control: EngineContro
         response: { 200: PageOf(RefTo(OpView)) },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const { offset, limit } = req.query;
-      return { offset, limit, ...control.ops(req.query) };
+      const page = control.ops(req.query);
+      return sendPage(reply, share, page, { offset, limit });
     },
   );
 
