@@ -35,7 +35,7 @@ const names = (ws) => ws.map((w) => w.name).join(', ');
 const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [options])
 
   --quick              smoke run: 1 run, short durations, relay-connrate sustained 10 s,
-                       2 000 idle connections
+                       2 000 idle connections, control at 1 000 and 5 000
   --runs N             runs per system and workload (default 3; --quick: 1)
   --only W,...         workloads: the relay's ${names(RELAY_WORKLOADS)} (the default),
                        the echo listener's ${names(ECHO_WORKLOADS)}
@@ -44,8 +44,10 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
                        haproxy, direct (default: all that can run here)
   --idle-conns N       connections for relay-idle and idle (default 10000; --quick: 2000);
                        shrunk to what the descriptor limit allows
-  --duration S         seconds measured per relay-rtt / echo / connrate / bulk / control run
-                       (default 3; --quick: 1.5, bulk 2)
+  --duration S         seconds measured per relay-rtt / echo / connrate / bulk run and per
+                       control slice (default 3; --quick: 1.5, bulk 2)
+  --control-conns N,…  idle connections held during control, one measurement each (default
+                       1000,10000,18000; --quick: 1000,5000); capped by the descriptor limit
   --sustain S          seconds measured per relay-connrate run (default 60; --quick: 10)
   --warmup S           seconds of warm-up before each echo / connrate window (default 1;
                        --quick: 0.5)
@@ -67,6 +69,7 @@ const USAGE = `usage: npm run bench -- [options]     (or: node bench/run.mjs [op
                        profiler costs throughput, so such a run is labelled -profile
   --render FILE.json   only rewrite FILE.md from FILE.json (after a change to the report)
   --dry-run            print the plan (every measurement, its estimated seconds) and stop
+                       (builds nothing)
   --name NAME          results file name (default: the date, plus -quick / -partial / -profile)
 `;
 
@@ -80,6 +83,7 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string' },
     systems: { type: 'string' },
     'idle-conns': { type: 'string' },
+    'control-conns': { type: 'string' },
     duration: { type: 'string' },
     'server-cpu': { type: 'string', default: '0' },
     'load-cpu': { type: 'string', default: '1' },
@@ -152,6 +156,9 @@ if (opt.sustain) durations.sustain = positive('sustain', opt.sustain);
 if (opt.warmup) durations.warmup = positive('warmup', opt.warmup);
 const runs = Math.round(positive('runs', opt.runs ?? (opt.quick ? 1 : 3)));
 let idleConns = Math.round(positive('idle-conns', opt['idle-conns'] ?? (opt.quick ? 2000 : 10000)));
+const controlConns = (opt['control-conns'] ?? (opt.quick ? '1000,5000' : '1000,10000,18000'))
+  .split(',')
+  .map((n) => Math.round(positive('control-conns', n)));
 // a relayed idle connection costs the relay 2 descriptors (client and upstream side)
 let relayIdleConns = idleConns;
 const cores = os.cpus().length;
@@ -198,6 +205,7 @@ const ctx = {
   quick: opt.quick,
   idleConns,
   relayIdleConns,
+  controlConns,
   loadgen: join(outDir, 'loadgen'),
   upstream: join(outDir, 'upstream'),
   logPath: (name) => join(logDir, `${String(++seq).padStart(4, '0')}-${name}.log`),
@@ -256,6 +264,12 @@ function raiseOwnNofile(want) {
       relayIdleConns = relayRoom;
       ctx.relayIdleConns = relayRoom;
     }
+    // keyport holds every idle connection of control (the holders 5 000 each)
+    const over = controlConns.filter((n) => n > soft - 1500);
+    if (over.length && uses('control'))
+      warnings.push(
+        `descriptor limit ${soft} (cannot raise it): control holds at most ${soft - 1500} idle connections, not ${over.join(', ')}`,
+      );
   }
 }
 
@@ -456,7 +470,7 @@ const applicable = (w, s) =>
   (!s.onlyWorkloads || s.onlyWorkloads.includes(w.name));
 const used = selected.filter((s) => workloads.some((w) => applicable(w, s)));
 
-if (used.some((s) => s.isKeyport)) buildKeyport();
+if (used.some((s) => s.isKeyport) && !opt['dry-run']) buildKeyport(); // a plan builds nothing
 if (used.some((s) => s.platform === 'wine')) {
   if (!existsSync(join(root, 'dist', 'launcher', 'provision.js'))) buildKeyport(root);
   await prepareWine();
@@ -529,10 +543,14 @@ function progressLine(p, sample, secs) {
     );
   if (m.errors) bits.push(`ERRORS ${m.errors} (${m.errors_by_kind})`);
   if (m.relay_ms_per_gb != null) bits.push(`relay ${fmt(m.relay_ms_per_gb)} ms CPU/GB`);
-  if (m.base_rt_per_s !== undefined)
-    bits.push(
-      `${fmt(m.base_rt_per_s)} → ${fmt(m.loaded_rt_per_s)} rt/s; API ${fmt(m.api_req_per_s)} req/s (${m.api_statuses})`,
-    );
+  if (m.conns_list !== undefined)
+    for (const n of m.conns_list.split(','))
+      bits.push(
+        `${fmt(Number(n), 'int')} idle: ${fmt(m[`at${n}_quiet_rt_per_s`])} rt/s quiet, ` +
+          `page ${fmt(m[`at${n}_page_cost_pct`], 'pct')}% p99 ${fmt(m[`at${n}_page_p99_ratio`], 'ratio')}, ` +
+          `loop ${fmt(m[`at${n}_loop_cost_pct`], 'pct')}% p99 ${fmt(m[`at${n}_loop_p99_ratio`], 'ratio')} ` +
+          `(API ${fmt(m[`at${n}_loop_api_req_per_s`])} req/s, p99 ${fmt(m[`at${n}_loop_api_p99_ms`])} ms)`,
+      );
   if (m.conns !== undefined)
     bits.push(`${fmt(m.conns)} conns, ${fmt(m.mem_before_kib)} → ${fmt(m.mem_after_kib)} KiB`);
   if (m.server_cpu_pct !== undefined && m.server_cpu_pct !== null)
@@ -558,7 +576,10 @@ for (const p of plan) {
   else if (disabledRole.has(roleKey))
     sample = { ...base, ok: false, skipped: true, reason: disabledRole.get(roleKey) };
   else {
-    const startOpts = w.role === 'relay' ? { target: `127.0.0.1:${await freePort()}` } : {};
+    const startOpts = {
+      ...(w.role === 'relay' ? { target: `127.0.0.1:${await freePort()}` } : {}),
+      ...w.startOpts?.(ctx, s),
+    };
     ctx.current = { workload: w.name, run: p.run + 1 };
     // The C echo upstream, fresh for this measurement, listens before the relay starts.
     let upstream = null;
@@ -721,6 +742,7 @@ const res = {
     durations,
     idleConns,
     relayIdleConns,
+    controlConns,
     connrateInflight: CONNRATE_INFLIGHT,
     serverCpu,
     loadCpu,
@@ -749,7 +771,8 @@ const partial =
   opt.duration ||
   opt.sustain ||
   opt.warmup ||
-  opt['idle-conns'];
+  opt['idle-conns'] ||
+  opt['control-conns'];
 const resultsDir = join(benchDir, 'results');
 mkdirSync(resultsDir, { recursive: true });
 const baseName = `${date}${wineRelease === '8' ? '' : `-wine${wineRelease}`}${opt.quick ? '-quick' : partial ? '-partial' : ''}${opt.profile ? '-profile' : ''}`;

@@ -3,8 +3,9 @@
 // flight; end of stdin (or SIGTERM) ends the process, which then prints one JSON line:
 // requests, rate over the active time, status codes per route, its own CPU. It prints
 // {"event":"ready"} at start, {"event":"started"} at the first answer after each `go`, and
-// {"event":"paused"} once a `pause` has taken effect. The control-plane workload runs it.
-//   node api-hammer.mjs --port P [--paths /connections,/ops,/metrics]
+// {"event":"paused"} once a `pause` has taken effect. The control-plane workload runs it (two of
+// them: the "two clients looping" condition). The result has every request's latency (lat_ms).
+//   node api-hammer.mjs --port P [--paths /connections,/ops,/metrics] [--timeout-ms 5000]
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -13,11 +14,13 @@ const { values } = parseArgs({
   options: {
     port: { type: 'string' },
     paths: { type: 'string', default: '/connections,/ops,/metrics' },
+    'timeout-ms': { type: 'string', default: '5000' },
   },
 });
 const paths = values.paths.split(',');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-const stats = Object.fromEntries(paths.map((p) => [p, { n: 0, bytes: 0, status: {}, ms: 0 }]));
+const fresh = () => ({ n: 0, bytes: 0, status: {}, ms: 0, lat: [] });
+const stats = Object.fromEntries(paths.map((p) => [p, fresh()]));
 const t0 = Date.now();
 const log = (what) => process.stderr.write(`${((Date.now() - t0) / 1000).toFixed(3)} ${what}\n`);
 const emit = (obj) => {
@@ -32,7 +35,7 @@ let activeNs = 0n;
 let activeSince = null;
 let announce = false;
 
-function get(path, timeoutMs = 5000) {
+function get(path, timeoutMs = Number(values['timeout-ms'])) {
   return new Promise((resolve) => {
     const t = process.hrtime.bigint();
     const req = http.get({ host: '127.0.0.1', port: Number(values.port), path, agent }, (res) => {
@@ -45,7 +48,9 @@ function get(path, timeoutMs = 5000) {
         s.n++;
         s.bytes += bytes;
         s.status[res.statusCode] = (s.status[res.statusCode] ?? 0) + 1;
-        s.ms += Number(process.hrtime.bigint() - t) / 1e6;
+        const ms = Number(process.hrtime.bigint() - t) / 1e6;
+        s.ms += ms;
+        s.lat.push(Math.round(ms * 100) / 100);
         resolve();
       });
       res.on('error', () => {
@@ -99,6 +104,7 @@ function finish() {
         status: s.status,
         mean_ms: s.n ? s.ms / s.n : null,
         mean_bytes: s.n ? s.bytes / s.n : null,
+        lat_ms: s.lat,
       },
     ]),
   );
@@ -133,7 +139,7 @@ const warm = {};
 for (const p of paths) {
   await get(p, 30000);
   warm[p] = Object.keys(stats[p].status).join(',') || 'no answer';
-  stats[p] = { n: 0, bytes: 0, status: {}, ms: 0 };
+  stats[p] = fresh();
 }
 errors = 0;
 emit({ event: 'ready', warm });

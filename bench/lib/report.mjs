@@ -314,15 +314,57 @@ export function targets(summary, rat) {
     const v = r(w, 'keyport-iocp/node-net-wine');
     add(7, `iocp under Wine ${w}: ≥ 2× Node net under the same Wine`, v, v >= 2, v && x2(v));
   }
-  for (const s of ['keyport-iocp', 'keyport-uring']) {
-    const v = med('control', s, 'cost_pct');
-    add(
-      7,
-      `${s}: control-plane load costs < 5% of echo throughput`,
-      v,
-      v < 5,
-      v !== undefined && v !== null ? `${v.toFixed(1)}%` : null,
-    );
+  // (issue 7's control-plane target, < 5%, is superseded by issue 15's goals)
+
+  // issue 15: the control plane at scale, per keyport system that ran control
+  const systems = Object.keys(summary.control ?? {});
+  for (const s of systems.length ? systems : [K]) {
+    const m = (k) => med('control', s, k);
+    const counts = String(m('conns_list') ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map(Number);
+    // at 10 000 and 18 000 (or at the most a run held, when it held fewer)
+    const at = counts.filter((n) => n >= 10000);
+    if (!at.length && counts.length) at.push(counts.at(-1));
+    if (!counts.length) at.push(10000, 18000);
+    for (const [cond, what, maxCost, maxP99] of [
+      ['page', 'status page open + scrape every 5 s', 2, 1.2],
+      ['loop', 'two clients looping over the views', 20, 3],
+    ])
+      for (const n of at) {
+        const c = m(`at${n}_${cond}_cost_pct`);
+        const r = m(`at${n}_${cond}_p99_ratio`);
+        const where = `${s}, ${what}, ${group(n)} idle connections`;
+        add(
+          15,
+          `${where}: throughput cost < ${maxCost}%`,
+          c,
+          c < maxCost,
+          c != null && `${c.toFixed(1)}%`,
+        );
+        add(
+          15,
+          `${where}: p99 ≤ ${maxP99}× quiet`,
+          r,
+          r <= maxP99,
+          r != null &&
+            `${x2(r)} (${fmt(m(`at${n}_quiet_p99_us`), 'us')} → ${fmt(m(`at${n}_${cond}_p99_us`), 'us')} µs)`,
+        );
+      }
+    const [lo, hi] = [counts[0], counts.at(-1)];
+    for (const v of ['connections', 'ops', 'keys']) {
+      const a = m(`at${lo}_single_ms_${v}`);
+      const b = m(`at${hi}_single_ms_${v}`);
+      const r = counts.length > 1 && a && b ? b / a : null;
+      add(
+        15,
+        `${s}: one page of /${v}?limit=1000 (one request, median of 20), within 2× from ${group(lo ?? 1000)} to ${group(hi ?? 18000)} idle connections`,
+        r,
+        r <= 2,
+        r !== null && `${x2(r)} (${a.toFixed(1)} → ${b.toFixed(1)} ms)`,
+      );
+    }
   }
   return t;
 }
@@ -450,11 +492,111 @@ function windows(config, workloads) {
   if (ran('bulk') || ran('bulk-4')) bits.push(`bulk ${d.bulk} s after ${d.omit} s omitted`);
   if (ran('relay-idle')) bits.push(`relay-idle ${config.relayIdleConns} connections`);
   if (ran('idle')) bits.push(`idle ${config.idleConns} connections`);
-  if (ran('control')) bits.push(`control ${d.control} s`);
+  if (ran('control'))
+    bits.push(
+      `control ${d.control} s per slice, 6 slices per idle-connection count (${(config.controlConns ?? []).join(', ')})`,
+    );
   return upperFirst(bits.join('; '));
 }
 
 const upperFirst = (t) => (t ? t[0].toUpperCase() + t.slice(1) : t);
+
+const CONTROL_CONDITIONS = [
+  ['quiet', 'quiet'],
+  ['page', 'status page + scrape'],
+  ['loop', 'two clients looping'],
+];
+const CONTROL_VIEWS = ['connections', 'ops', 'keys', 'metrics'];
+const countsOf = (m) =>
+  String(m.conns_list ?? '')
+    .split(',')
+    .filter(Boolean);
+
+/** control: per system, idle connections and condition, the ping-pong and the API's latency. */
+function controlDetails(L, systems, S) {
+  const rows = [];
+  const views = [];
+  const routes = [];
+  for (const s of systems) {
+    const m = S(s).median ?? {};
+    for (const n of countsOf(m)) {
+      const k = (c, x) => m[`at${n}_${c}_${x}`];
+      for (const [c, label] of CONTROL_CONDITIONS)
+        rows.push([
+          s.name,
+          group(Number(n)),
+          label,
+          fmt(k(c, 'rt_per_s')),
+          fmt(k(c, 'p99_us'), 'us'),
+          fmt(k(c, 'p999_us'), 'us'),
+          c === 'quiet' ? '' : fmt(k(c, 'cost_pct'), 'pct'),
+          c === 'quiet' ? '' : fmt(k(c, 'p99_ratio'), 'ratio'),
+          c === 'quiet' ? '' : fmt(k(c, 'api_requests'), 'int'),
+          c === 'quiet' ? '' : fmt(k(c, 'api_mean_ms')),
+          c === 'quiet' ? '' : fmt(k(c, 'api_p99_ms')),
+          c === 'quiet' ? '' : (k(c, 'api_statuses') ?? '—'),
+          fmt(k(c, 'server_cpu_pct'), 'pct'),
+          fmt(k(c, 'load_core_pct'), 'pct'),
+          fmt(k(c, 'other_cpu_pct'), 'pct'),
+        ]);
+      views.push([
+        s.name,
+        group(Number(n)),
+        ...CONTROL_VIEWS.map((v) => fmt(m[`at${n}_single_ms_${v}`])),
+        ...CONTROL_VIEWS.map((v) => fmt(m[`at${n}_bytes_${v}`], 'int')),
+      ]);
+      for (const [c, label] of CONTROL_CONDITIONS.slice(1))
+        if (k(c, 'api_routes'))
+          routes.push(`- ${s.name}, ${group(Number(n))}, ${label}: ${k(c, 'api_routes')}`);
+    }
+  }
+  L.push(
+    table(
+      [
+        'system',
+        'idle conns',
+        'condition',
+        'round trips/s',
+        'p99 µs',
+        'p999 µs',
+        'throughput cost %',
+        'p99 ÷ quiet',
+        'API requests',
+        'API mean ms',
+        'API p99 ms',
+        'API answers',
+        'server CPU %',
+        'load core %',
+        'other CPU %',
+      ],
+      rows,
+      3,
+    ),
+  );
+  L.push('');
+  L.push(
+    'One request at a time with nothing else looping (median of 20, ms) and the size of its answer (bytes):',
+  );
+  L.push('');
+  L.push(
+    table(
+      [
+        'system',
+        'idle conns',
+        ...CONTROL_VIEWS.map((v) => `/${v}${v === 'metrics' ? '' : '?limit=1000'} ms`),
+        ...CONTROL_VIEWS.map((v) => `${v} bytes`),
+      ],
+      views,
+      2,
+    ),
+  );
+  if (routes.length) {
+    L.push('');
+    L.push('The API per route under each load (mean / p99 ms, requests):');
+    L.push('');
+    L.push(...routes);
+  }
+}
 
 export function markdown(res, workloads, systems) {
   const { machine, config, summary } = res;
@@ -560,6 +702,17 @@ export function markdown(res, workloads, systems) {
     L.push('');
   }
 
+  if (summary.control && Object.keys(summary.control).length) {
+    L.push('## The control plane at scale: the goals of issue 15 — reported, not asserted');
+    L.push('');
+    L.push(
+      'Throughput cost and p99 are the 50-connection ping-pong under each condition ÷ quiet, in the same keyport process; the figures per connection count are under Details.',
+    );
+    L.push('');
+    L.push(goalsTable(res.targets, 15, 'goal (issue 15)'));
+    L.push('');
+  }
+
   L.push('## Details');
   for (const w of workloads) {
     const rows = systems.filter((s) => summary[w.name]?.[s.name]);
@@ -631,34 +784,7 @@ export function markdown(res, workloads, systems) {
         ),
       );
     } else if (w.name === 'control') {
-      L.push(
-        table(
-          [
-            'system',
-            'cost %',
-            'echo rt/s alone',
-            'with API load',
-            'p99 µs alone → loaded',
-            'API req/s',
-            'API answers',
-            'API client CPU %',
-            'runs ok',
-          ],
-          rows.map((s) => [
-            s.name,
-            cell(S(s), 'cost_pct', 'pct'),
-            fmt(m(s).base_rt_per_s),
-            fmt(m(s).loaded_rt_per_s),
-            m(s).base_p99_us !== undefined
-              ? `${fmt(m(s).base_p99_us, 'us')} → ${fmt(m(s).loaded_p99_us, 'us')}`
-              : '—',
-            fmt(m(s).api_req_per_s),
-            m(s).api_statuses ?? '—',
-            fmt(m(s).hammer_cpu_pct, 'pct'),
-            runs(s),
-          ]),
-        ),
-      );
+      controlDetails(L, rows, S);
     } else if (w.key === 'conn_per_s') {
       L.push(
         table(

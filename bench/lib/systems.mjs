@@ -279,6 +279,8 @@ function nodeNetWine(ctx) {
 }
 
 // ---- keyport ----------------------------------------------------------------------------
+// start(role, {target, maxConnections}): maxConnections raises the listener's limit to it (and
+// the engine's to 1 000 more), through a config file.
 
 function keyport(ctx, backend) {
   const name = `keyport-${backend}`;
@@ -310,7 +312,7 @@ function keyport(ctx, backend) {
       }
       return null;
     },
-    async start(role, { target } = {}) {
+    async start(role, { target, maxConnections } = {}) {
       const port = await freePort();
       const apiPort = await freePort();
       const logFile = ctx.logPath(name);
@@ -335,6 +337,25 @@ function keyport(ctx, backend) {
           : [];
       const listener =
         role === 'echo' ? `127.0.0.1:${port}=echo` : `127.0.0.1:${port}=forward:${target}`;
+      // More connections than keyport's defaults allow (10 000 per listener, 16 384 in all):
+      // the listener comes from a config file that raises both limits (a --listener would
+      // replace the file's listeners).
+      let where = ['--listener', listener];
+      if (maxConnections) {
+        const cfg = `${logFile.replace(/\.log$/, '')}.config.json`;
+        const [address, spec] = listener.split('=');
+        const [mode, ...to] = spec.split(':');
+        writeFileSync(
+          cfg,
+          `${JSON.stringify({
+            engine: { maxConnections: maxConnections + 1000 },
+            listeners: [
+              { address, mode, ...(to.length ? { target: to.join(':') } : {}), maxConnections },
+            ],
+          })}\n`,
+        );
+        where = ['--config', cfg];
+      }
       const argv = [
         process.execPath,
         ...nativeProfile,
@@ -343,8 +364,7 @@ function keyport(ctx, backend) {
         backend,
         '--api',
         `127.0.0.1:${apiPort}`,
-        '--listener',
-        listener,
+        ...where,
       ];
       const full = pinnedArgv(argv, { cpu: ctx.serverCpu });
       const errFd = openSync(launcherLog, 'a');

@@ -537,113 +537,269 @@ function collectLines(child) {
   };
 }
 
+// ---- control: the control plane at scale (issue 15) -----------------------------------------
+
+/** Connections one load-generator process holds (a process may hold 20 000 descriptors). */
+const HOLDER_MAX = 5000;
+/** The views' pages of 1 000 items, whose single-request latency and size are measured, and /metrics. */
+const VIEWS = ['/connections?limit=1000', '/ops?limit=1000', '/keys?limit=1000', '/metrics'];
+const viewName = (p) => p.slice(1).split('?')[0];
+const CONDITIONS = { quiet: 'quiet', page: 'status page + scrape', loop: 'two clients looping' };
+
+/** The idle-connection counts measured on sys: --control-conns, within its cap and the descriptors. */
+function controlCounts(ctx, sys) {
+  const cap = Math.min(sys?.controlConnsCap ?? Number.POSITIVE_INFINITY, ctx.nofile - 1500);
+  return [...new Set(ctx.controlConns.map((n) => Math.min(n, cap)))].sort((a, b) => a - b);
+}
+
+/** A load-generator process holding n idle connections to port (each proven by one echo). */
+async function holdIdle(ctx, port, n) {
+  const argv = [ctx.loadgen, 'idle', '--port', String(port), '--conns', String(n), '--size', '64'];
+  const opts = ['--inflight', '100', '--hold', '3600', '--stall', '10', '--connect-timeout', '60'];
+  const child = spawnLogged([...argv, ...opts], {
+    logFile: ctx.logPath('idle-holder'),
+    cpu: ctx.loadCpu,
+    pipeStdout: true,
+    stdin: 'pipe',
+  });
+  ctx.track(child);
+  const out = collectLines(child);
+  const ok = await out.waitFor('ready', (60 + n / 100) * 1000);
+  return {
+    child,
+    error: ok ? null : (out.lines.find((l) => l.error)?.error ?? 'not all connections came up'),
+    async stop() {
+      child.stdin.end(); // the load generator closes them all and exits
+      const t = setTimeout(() => child.kill('SIGKILL'), 10000);
+      await child.exited;
+      clearTimeout(t);
+      ctx.untrack(child);
+    },
+  };
+}
+
+/** A helper of lib/ (api-hammer.mjs, status-page.mjs) driven by go / pause on its stdin. */
+function apiClient(ctx, script, args) {
+  const child = spawnLogged([process.execPath, join(ctx.benchDir, 'lib', script), ...args], {
+    logFile: ctx.logPath(script.replace(/\.mjs$/, '')),
+    cpu: ctx.loadCpu,
+    pipeStdout: true,
+    stdin: 'pipe',
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
+  ctx.track(child);
+  const out = collectLines(child);
+  return {
+    pid: child.pid,
+    ready: () => out.waitFor('ready', 100000),
+    async send(cmd, event) {
+      const mark = out.lines.length;
+      child.stdin.write(`${cmd}\n`);
+      return out.waitFor(event, 60000, mark);
+    },
+    /** Ends it; resolves its result line (or null). */
+    async stop() {
+      child.stdin.end();
+      const t = setTimeout(() => child.kill('SIGKILL'), 10000);
+      await child.exited;
+      clearTimeout(t);
+      ctx.untrack(child);
+      return out.lines.filter((l) => !l.event).pop() ?? null;
+    },
+  };
+}
+
+const mean = (xs) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+const p99 = (xs) => {
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length ? v[Math.ceil(v.length * 0.99) - 1] : null;
+};
+/** "route 12.3 / 40.1 ms" per route: mean / p99 of its requests. */
+const perRoute = (routes) =>
+  Object.entries(routes)
+    .map(([p, lat]) => `${p} ${fmtMs(mean(lat))} / ${fmtMs(p99(lat))} ms (${lat.length})`)
+    .join('; ');
+const fmtMs = (v) => (v === null ? '—' : v.toFixed(1));
+const statusText = (routes) =>
+  Object.entries(routes)
+    .map(
+      ([p, s]) =>
+        `${p} ${
+          Object.entries(s)
+            .map(([c, k]) => `${c}×${k}`)
+            .join(' ') || 'no answer'
+        }`,
+    )
+    .join('; ');
+
+/**
+ * The three conditions at n idle connections, in one keyport process, in slices ordered
+ * quiet page loop loop page quiet (the reverse on odd runs): the 50-connection ping-pong alone;
+ * with a status page polling every 1.5 s and a scrape every 5 s; with two clients looping over
+ * the 1 000-item pages. Returns flat metrics at<n>_<condition>_<metric>, or {error}.
+ */
+async function conditions(ctx, inst, n, runIndex) {
+  const api = ['--port', String(inst.apiPort)];
+  const loopArgs = [...api, '--paths', VIEWS.slice(0, 3).join(','), '--timeout-ms', '60000'];
+  const clients = {
+    quiet: [],
+    page: [apiClient(ctx, 'status-page.mjs', api)],
+    loop: [apiClient(ctx, 'api-hammer.mjs', loopArgs), apiClient(ctx, 'api-hammer.mjs', loopArgs)],
+  };
+  const all = [...clients.page, ...clients.loop];
+  const order = ['quiet', 'page', 'loop', 'loop', 'page', 'quiet'];
+  if (runIndex % 2) order.reverse();
+  const got = { quiet: [], page: [], loop: [] };
+  const perSlice = []; // round trips/s of each slice, in order
+  let failure = null;
+  let results = [];
+  try {
+    if (!(await Promise.all(all.map((c) => c.ready()))).every(Boolean))
+      return { error: 'the API did not answer its first requests (30 s per route)' };
+    let active = 'quiet';
+    for (const cond of order) {
+      if (cond !== active) {
+        for (const c of clients[active]) await c.send('pause', 'paused');
+        for (const c of clients[cond])
+          if (!(await c.send('go', 'started'))) failure = 'the API did not answer within 60 s';
+        active = cond;
+      }
+      if (failure) break;
+      const r = await echoMeasure(ctx, inst, 50, {
+        duration: ctx.durations.control,
+        warmup: 0.5,
+        extraPids: () => clients[cond].map((c) => c.pid),
+      });
+      if (r.error) {
+        failure = `${CONDITIONS[cond]}: ${r.error}`;
+        break;
+      }
+      got[cond].push(r);
+      perSlice.push(Math.round(r.rt_per_s));
+    }
+  } finally {
+    results = await Promise.all(all.map((c) => c.stop()));
+  }
+  if (failure) return { error: failure };
+  const [page, ...loops] = results;
+  const m = {};
+  const k = (cond, what) => `at${n}_${cond}_${what}`;
+  const avg = (cond, key) => mean(got[cond].map((r) => r[key]));
+  for (const cond of Object.keys(CONDITIONS)) {
+    for (const key of ['rt_per_s', 'p99_us', 'p999_us', 'server_cpu_pct', 'load_core_pct'])
+      m[k(cond, key)] = avg(cond, key);
+    m[k(cond, 'other_cpu_pct')] = avg(cond, 'other_cpu_pct');
+    m[k(cond, 'errors')] = got[cond].reduce((a, r) => a + r.errors, 0);
+    if (cond === 'quiet') continue;
+    m[k(cond, 'cost_pct')] = 100 * (1 - avg(cond, 'rt_per_s') / avg('quiet', 'rt_per_s'));
+    m[k(cond, 'p99_ratio')] = avg(cond, 'p99_us') / avg('quiet', 'p99_us');
+  }
+  // the API as its clients saw it: every request's latency, per route
+  const pageRoutes = Object.fromEntries(
+    Object.entries(page?.routes ?? {}).map(([p, r]) => [p, r.lat_ms]),
+  );
+  const loopRoutes = {};
+  const loopStatus = {};
+  for (const h of loops)
+    for (const [p, r] of Object.entries(h?.routes ?? {})) {
+      loopRoutes[p] = [...(loopRoutes[p] ?? []), ...r.lat_ms];
+      loopStatus[p] = loopStatus[p] ?? {};
+      for (const [c, x] of Object.entries(r.status)) loopStatus[p][c] = (loopStatus[p][c] ?? 0) + x;
+    }
+  for (const [cond, routes] of [
+    ['page', pageRoutes],
+    ['loop', loopRoutes],
+  ]) {
+    const lat = Object.values(routes).flat();
+    m[k(cond, 'api_requests')] = lat.length;
+    m[k(cond, 'api_mean_ms')] = mean(lat);
+    m[k(cond, 'api_p99_ms')] = p99(lat);
+    m[k(cond, 'api_routes')] = perRoute(routes);
+  }
+  m[k('page', 'polls')] = page?.polls ?? null;
+  m[k('page', 'scrapes')] = page?.scrapes ?? null;
+  m[k('page', 'api_errors')] = page?.errors ?? null;
+  m[k('page', 'api_statuses')] = page
+    ? statusText(Object.fromEntries(Object.entries(page.routes).map(([p, r]) => [p, r.status])))
+    : 'no result';
+  m[k('loop', 'api_req_per_s')] = loops.reduce((a, h) => a + (h?.req_per_s ?? 0), 0);
+  m[k('loop', 'api_errors')] = loops.reduce((a, h) => a + (h?.errors ?? 0), 0);
+  m[k('loop', 'api_statuses')] = statusText(loopStatus);
+  m[`at${n}_slices`] = order.join(' ');
+  m[`at${n}_slices_rt_per_s`] = perSlice; // in the JSON only (an array is no median)
+  return m;
+}
+
 const control = {
   name: 'control',
   title:
-    'control-plane cost (echo 50 conns alone vs while /connections, /ops, /metrics are requested back to back)',
+    'the control plane at scale: echo 50 conns, with 1 000 to 18 000 idle connections held, quiet vs a status page + scrape vs two clients looping over the views',
   role: 'echo',
   needsApi: true,
-  key: 'cost_pct',
-  unit: '% of echo round trips lost',
+  key: 'page_cost_pct',
+  unit: '% of round trips lost to a status page + scrape (most connections)',
   higher: false,
-  estimate: (ctx) => ctx.durations.control * 2 + (ctx.quick ? 2 : 4) * 0.6 + 2,
-  async run(ctx, _sys, inst, { runIndex }) {
-    // Slices alone (A) and under API load (B) alternate A B B A (B A A B on odd runs) within
-    // one keyport process, so that drift and outside noise fall on both sides alike.
-    const pairs = ctx.quick ? 1 : 2;
-    const slice = ctx.durations.control / pairs;
-    const first = runIndex % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
-    const order = [];
-    for (let i = 0; i < pairs; i++) order.push(...(i % 2 === 0 ? first : [...first].reverse()));
-    const hammer = spawnLogged(
-      [
-        process.execPath,
-        join(ctx.benchDir, 'lib', 'api-hammer.mjs'),
-        '--port',
-        String(inst.apiPort),
-      ],
-      {
-        logFile: ctx.logPath('api-hammer'),
-        cpu: ctx.loadCpu,
-        pipeStdout: true,
-        stdin: 'pipe',
-        env: { ...process.env, NODE_OPTIONS: '' },
-      },
-    );
-    ctx.track(hammer);
-    const out = collectLines(hammer);
-    const got = { A: [], B: [] };
-    let failure = null;
+  startOpts: (ctx, sys) => ({ maxConnections: Math.max(...controlCounts(ctx, sys)) + 1000 }),
+  estimate(ctx, sys) {
+    const wine = sys?.platform === 'wine';
+    let held = 0;
+    let s = 0;
+    for (const n of controlCounts(ctx, sys)) {
+      s += (n - held) / (wine ? 800 : 3000); // opening them
+      s += (wine ? 12 : 5) + 6 * (ctx.durations.control + 1); // probe, clients, 6 slices
+      held = n;
+    }
+    return s;
+  },
+  async run(ctx, sys, inst, { runIndex }) {
+    const counts = controlCounts(ctx, sys);
+    const m = { conns_list: counts.join(',') };
+    const holders = [];
+    let held = 0;
     try {
-      // the client first requests each route once (up to 30 s each), unmeasured
-      if (!(await out.waitFor('ready', 100000)))
-        return { error: 'the API did not answer its first requests (30 s per route)' };
-      let prev = 'A'; // the client starts paused
-      for (const cond of order) {
-        const mark = out.lines.length;
-        if (cond === prev) {
-          // B B / A A: the client keeps doing what it does
-        } else if (cond === 'B') {
-          hammer.stdin.write('go\n');
-          if (!(await out.waitFor('started', 30000, mark)))
-            return { error: 'the API did not answer a request within 30 s' };
-        } else {
-          hammer.stdin.write('pause\n');
-          await out.waitFor('paused', 10000, mark);
+      for (const n of counts) {
+        for (; held < n; held += HOLDER_MAX) {
+          const h = await holdIdle(ctx, inst.port, Math.min(HOLDER_MAX, n - held));
+          holders.push(h);
+          if (h.error) return { error: `opening ${n} idle connections: ${h.error}` };
         }
-        prev = cond;
-        const r = await echoMeasure(ctx, inst, 50, {
-          duration: slice,
-          warmup: 0.5,
-          extraPids: cond === 'B' ? () => [hammer.pid] : () => [],
-        });
-        if (r.error) {
-          failure = `${cond === 'A' ? 'alone' : 'under API load'}: ${r.error}`;
-          break;
+        held = n;
+        await sleep(1000);
+        // one request at a time, nothing else looping: 20 per view, the median
+        const probe = await runJsonProcess(
+          ctx,
+          [
+            process.execPath,
+            join(ctx.benchDir, 'lib', 'api-probe.mjs'),
+            '--port',
+            String(inst.apiPort),
+            '--paths',
+            VIEWS.join(','),
+            '--n',
+            '20',
+          ],
+          { name: 'api-probe', timeoutMs: 600000 },
+        );
+        if (probe.error) return { error: `${n} connections: api-probe: ${probe.error}` };
+        for (const [p, r] of Object.entries(probe.paths)) {
+          m[`at${n}_single_ms_${viewName(p)}`] = r.median_ms;
+          m[`at${n}_bytes_${viewName(p)}`] = r.bytes;
         }
-        got[cond].push(r);
+        const r = await conditions(ctx, inst, n, runIndex);
+        if (r.error) return { error: `${n} idle connections: ${r.error}` };
+        Object.assign(m, r);
+        if (holders.some((h) => h.child.exitCode !== null))
+          return { error: `${n} idle connections: keyport dropped some (a holder exited)` };
       }
     } finally {
-      hammer.stdin.end();
-      const t = setTimeout(() => hammer.kill('SIGKILL'), 5000);
-      await hammer.exited;
-      clearTimeout(t);
-      ctx.untrack(hammer);
+      await Promise.all(holders.map((h) => h.stop()));
     }
-    if (failure) return { error: failure };
-    const stats = out.lines.filter((l) => !l.event).pop() ?? null;
-    const mean = (xs, k) => xs.reduce((a, x) => a + x[k], 0) / xs.length;
-    const base = mean(got.A, 'rt_per_s');
-    const loaded = mean(got.B, 'rt_per_s');
-    const statuses = stats
-      ? Object.entries(stats.routes)
-          .map(
-            ([p, r]) =>
-              `${p} ${
-                Object.entries(r.status)
-                  .map(([c, n]) => `${c}×${n}`)
-                  .join(' ') || 'no answer'
-              }`,
-          )
-          .join('; ')
-      : 'no result';
-    return {
-      cost_pct: 100 * (1 - loaded / base),
-      base_rt_per_s: base,
-      loaded_rt_per_s: loaded,
-      base_p99_us: mean(got.A, 'p99_us'),
-      loaded_p99_us: mean(got.B, 'p99_us'),
-      api_req_per_s: stats?.req_per_s ?? null,
-      api_errors: stats?.errors ?? null,
-      api_statuses: statuses,
-      hammer_cpu_pct: stats?.cpu_pct_of_active ?? null,
-      loadgen_cpu_pct: mean(got.B, 'loadgen_cpu_pct'),
-      server_cpu_pct: mean(got.B, 'server_cpu_pct'),
-      wineserver_cpu_pct:
-        got.B[0].wineserver_cpu_pct === null ? null : mean(got.B, 'wineserver_cpu_pct'),
-      other_cpu_pct: mean([...got.A, ...got.B], 'other_cpu_pct'),
-      slices: order.join(''),
-    };
+    const top = counts.at(-1);
+    m.page_cost_pct = m[`at${top}_page_cost_pct`];
+    m.loop_cost_pct = m[`at${top}_loop_cost_pct`];
+    m.other_cpu_pct = mean(counts.map((n) => m[`at${n}_quiet_other_cpu_pct`]));
+    m.load_core_pct = Math.max(...counts.map((n) => m[`at${n}_loop_load_core_pct`]));
+    return m;
   },
 };
 
