@@ -130,7 +130,9 @@ the views as fast as it can (or a web page made to) cannot starve the traffic, t
 each handler, each slice of a page — is metered: under sustained load it may use
 \`api.threadShare\` of the thread (default 0.02, 2%), and beyond that requests wait their
 turn. The meter holds a 25 ms burst, so one request, a status page's poll or a scrape is never
-slowed; \`/healthz\` and \`/readyz\` are never metered. \`keyport_api_throttled_total\` and
+slowed; \`/healthz\` and \`/readyz\` are never metered. It only holds the API back while there
+is traffic: when the data plane completes nothing (an idle engine, or thousands of idle
+connections), the API may use the whole thread. \`keyport_api_throttled_total\` and
 \`keyport_api_throttled_seconds_total\` count the waits ([metrics.md](metrics.md)). Raise the
 share when a script must page through a large table faster than the traffic matters.
 

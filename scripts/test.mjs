@@ -63,6 +63,7 @@ function passEnv(p) {
     // (they ran in full on the first pass of the backend), to keep CI near 30 minutes.
     env.KEYPORT_TEST_CHURN_S ??= '30';
     env.KEYPORT_DIFF_SEEDS ??= p.backend === 'iocp' ? '75' : '125';
+    env.KEYPORT_TEST_SCALE_N ??= '3000'; // api-at-scale: the full size ran on the first pass
   }
   if (p.wine) {
     env.KEYPORT_WINE = p.wine;

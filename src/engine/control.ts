@@ -224,6 +224,11 @@ export class EngineControl {
     return this.engine.startedAt;
   }
 
+  /** Completions of the data plane so far (the heartbeat's are not counted): grows with traffic. */
+  get dataPlaneCompletions(): number {
+    return this.engine.stats.completions;
+  }
+
   get backendName(): string {
     return this.engine.backend.name;
   }

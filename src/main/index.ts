@@ -96,10 +96,10 @@ export async function run(argv: string[]): Promise<void> {
   const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
   const control = new EngineControl(engine);
   // KEYPORT_METRICS=off: no observer on the data path, and GET /metrics answers 404.
-  const share = new ThreadShare({
-    ...DEFAULT_THREAD_SHARE,
-    share: settings.threadShare ?? DEFAULT_THREAD_SHARE.share,
-  });
+  const share = new ThreadShare(
+    { ...DEFAULT_THREAD_SHARE, share: settings.threadShare ?? DEFAULT_THREAD_SHARE.share },
+    () => control.dataPlaneCompletions,
+  );
   const metrics =
     process.env.KEYPORT_METRICS === 'off'
       ? undefined

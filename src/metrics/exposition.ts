@@ -37,6 +37,31 @@ function view(src: Source): Metric {
   } as unknown as Metric;
 }
 
+/**
+ * How long a process metric's reading is reused. They read /proc on every get (process_open_fds
+ * lists /proc/self/fd: 30 000 entries at 15 000 relayed connections), and the status page's
+ * poll, a Prometheus scrape and a second dashboard each ask within the same second.
+ */
+const PROCESS_METRICS_TTL_MS = 1000;
+
+function cached(src: Source, ttlMs: number): Source {
+  let at = Number.NEGATIVE_INFINITY;
+  let last: Promise<{ values: unknown[] }> | null = null;
+  return {
+    name: src.name,
+    help: src.help,
+    type: src.type,
+    get: () => {
+      const now = performance.now();
+      if (last === null || now - at >= ttlMs) {
+        at = now;
+        last = src.get();
+      }
+      return last;
+    },
+  };
+}
+
 function familySource(f: Family): Source {
   return { name: f.name, help: f.help, type: f.type, get: async () => ({ values: f.samples() }) };
 }
@@ -56,7 +81,7 @@ export class Exposition {
         // nodejs_active_{handles,requests,resources}_total are gauges named like counters
         // (promtool rejects them); the by-type gauges beside them carry the same numbers.
         if (m.type !== 'counter' && m.name.endsWith('_total')) continue;
-        this.addSource(m);
+        this.addSource(cached(m, PROCESS_METRICS_TTL_MS));
       }
     }
   }

@@ -11,6 +11,7 @@
   const ROWS_MAX = 500; // per table; the count says when more exist
   const PAGE = 100; // items per table asked of the API each poll
   const OLDEST_OPS = 20; // the oldest ops /ops/summary lists
+  const TOP_CONNS = 20; // the busiest / oldest connections /connections/summary lists
   const TOKEN_KEY = 'keyport.token';
   const OP_COLORS = {
     accept: '#7c5cff',
@@ -52,6 +53,9 @@
     sort: { key: 'id', dir: 1 },
     filter: '',
     listenerFilter: '',
+    /** Which connections the table shows: 'page' (opening order, paged), 'busiest', 'oldest'. */
+    connView: 'page',
+    connOffset: 0,
     opKind: '',
 
     stuckMs: 5000,
@@ -214,8 +218,16 @@
     const began = performance.now();
     try {
       const sel = state.selected;
-      const connQ = new URLSearchParams({ limit: String(PAGE) });
+      const connQ = new URLSearchParams({
+        limit: String(PAGE),
+        offset: String(state.connOffset),
+      });
       if (state.listenerFilter) connQ.set('listener', state.listenerFilter);
+      // The busiest and the oldest come from the summary's one pass, not from a page.
+      const connsPath =
+        state.connView === 'page'
+          ? `/connections?${connQ}`
+          : `/connections/summary?top=${TOP_CONNS}`;
       const opQ = new URLSearchParams({ limit: String(PAGE) });
       if (state.opKind) opQ.set('kind', state.opKind);
       const sumQ = new URLSearchParams({
@@ -225,7 +237,7 @@
       const [listeners, conns, keys, ops, opsSummary, ready, health, metrics, detail] =
         await Promise.all([
           getJson('/listeners'),
-          getJson(`/connections?${connQ}`),
+          getJson(connsPath),
           getJson(`/keys?limit=${PAGE}`),
           getJson(`/ops?${opQ}`),
           getJson(`/ops/summary?${sumQ}`),
@@ -240,7 +252,13 @@
             : null,
         ]);
       state.listeners = listeners.items;
-      state.conns = conns;
+      state.conns =
+        state.connView === 'page'
+          ? conns
+          : { total: conns.total, offset: 0, items: conns[state.connView] };
+      // Connections closed under the page: step back to the last page that has any.
+      if (state.connView === 'page' && state.connOffset > 0 && state.connOffset >= conns.total)
+        state.connOffset = Math.max(0, Math.floor((conns.total - 1) / PAGE) * PAGE);
       state.keys = keys;
       state.opsSummary = opsSummary;
       // The oldest ops (stuck ones among them) and one page; a record in both is shown once.
@@ -797,9 +815,14 @@
     const total = state.conns.total;
     const loaded = state.conns.items.length;
     let count = `${total} live`;
+    if (state.connView !== 'page') count += ` · the ${loaded} ${state.connView}`;
+    else if (loaded < total)
+      count += ` · ${loaded ? state.connOffset + 1 : 0}–${state.connOffset + loaded} loaded`;
     if (all.length !== loaded) count += ` · ${all.length} match`;
     if (shown.length < all.length) count += ` · first ${shown.length} shown`;
-    if (loaded < total) count += ` · first ${loaded} loaded`;
+    $('#conn-prev').disabled = state.connView !== 'page' || state.connOffset === 0;
+    $('#conn-next').disabled =
+      state.connView !== 'page' || state.connOffset + loaded >= state.conns.total;
     $('#conn-count').textContent = state.readDenied ? '' : count;
     for (const th of document.querySelectorAll('#connections th[data-sort]')) {
       th.classList.toggle('sorted', th.dataset.sort === state.sort.key);
@@ -1120,8 +1143,25 @@
     state.filter = ev.target.value;
     renderConnections();
   });
+  $('#conn-view').addEventListener('change', (ev) => {
+    state.connView = ev.target.value;
+    state.connOffset = 0;
+    // Show a ranking in its own order (the table's headers can still re-sort it).
+    if (state.connView === 'busiest') state.sort = { key: 'bytesIn', dir: -1 };
+    else if (state.connView === 'oldest') state.sort = { key: 'ageMs', dir: -1 };
+    scheduleRefresh(0);
+  });
+  for (const [id, step] of [
+    ['#conn-prev', -PAGE],
+    ['#conn-next', PAGE],
+  ])
+    $(id).addEventListener('click', () => {
+      state.connOffset = Math.max(0, state.connOffset + step);
+      scheduleRefresh(0);
+    });
   $('#conn-listener').addEventListener('change', (ev) => {
     state.listenerFilter = ev.target.value;
+    state.connOffset = 0;
     renderConnections();
     scheduleRefresh(0); // the listener filter is applied by the API, to the page it returns
   });
