@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { CliError, parseCli, USAGE } from '../main/cli.js';
 import { VERSION } from '../version.js';
 import { FileFollower } from './follow.js';
+import { importNetsh } from './import-netsh.js';
 import { cacheDir, PACKAGE_ROOT, WineConfigError } from './paths.js';
 import { ProvisionError } from './provision.js';
 import { runWindowsNode } from './wine.js';
@@ -16,6 +17,11 @@ function fail(message: string, code = 2): never {
 }
 
 export async function launch(argv: string[]): Promise<void> {
+  // Subcommands: tools that start neither the engine nor Wine, on every platform.
+  if (argv[0] === 'import-netsh') {
+    process.exitCode = await importNetsh(argv.slice(1));
+    return;
+  }
   let opts: ReturnType<typeof parseCli>;
   try {
     opts = parseCli(argv);

@@ -30,8 +30,15 @@ export class CliError extends Error {
 }
 
 export const USAGE = `Usage: keyport [options]
+       keyport import-netsh [FILE|-] [--out FILE]
 
 A TCP echo/relay engine on I/O completion ports, with an HTTP/JSON control plane.
+
+Commands:
+  import-netsh [FILE|-] [--out FILE]
+                             write the keyport config file for the rules of saved
+                             "netsh interface portproxy show all" or "dump" output
+                             (FILE, or standard input); keyport import-netsh --help
 
 Options:
   --api HOST:PORT            control plane address (default ${formatAddress(DEFAULT_API)})
@@ -77,7 +84,7 @@ export function parseCli(argv: readonly string[]): CliOptions {
     const arg = argv[i] as string;
     if (!arg.startsWith('-') || arg === '-') {
       throw new CliError(
-        `unexpected argument ${JSON.stringify(arg)}: keyport takes no positional arguments (see keyport --help)`,
+        `unexpected argument ${JSON.stringify(arg)}: keyport takes no positional arguments (its one command, import-netsh, comes first; see keyport --help)`,
       );
     }
 
