@@ -5,8 +5,6 @@
 //    by the listener's closeTimeoutMs; what cannot be delivered in time is reset);
 //  - abortively: cancel every op, wait until each has completed, closesocket with RST.
 // Sockets are closed only once no op is in flight, then the keys are released.
-import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
 import { BackendError, type OpKind, type SocketAddress } from './backend.js';
 import type { EngineCore, OpOwner } from './core.js';
 import type { KeyEntry } from './keys.js';
@@ -14,6 +12,7 @@ import type { Listener } from './listener.js';
 import { Pipe } from './pipe.js';
 import type { OpRecord } from './records.js';
 import { CompletionTrace } from './trace.js';
+import { upstreamAddresses } from './upstream-addresses.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
 
@@ -159,6 +158,9 @@ export class Connection implements OpOwner {
   /** performance.now() by which a graceful close must have delivered everything (0: none). */
   closeDeadline = 0;
   private connectTimedOut = false;
+  /** Forward mode: the addresses the target resolved to, and how many were tried. */
+  private candidates: SocketAddress[] = [];
+  private tried = 0;
   readonly trace: CompletionTrace;
 
   constructor(
@@ -199,21 +201,20 @@ export class Connection implements OpOwner {
     this.windowBytes += bytes;
   }
 
-  /** Forward mode: resolve the target now (names may change), then ConnectEx. */
+  /**
+   * Forward mode: resolve the target now (names may change), then ConnectEx to each address it
+   * resolved to in turn (upstream-addresses.ts) until one accepts; the connect timeout covers
+   * the name and every attempt.
+   */
   private async connectUpstream(): Promise<void> {
     const target = this.listener.target;
     if (!target) throw new Error('forward listener without target');
-    // The connect timeout covers resolving the name too.
     this.connectDeadline =
       performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
-    let addr: SocketAddress;
     try {
-      if (isIP(target.host)) {
-        addr = { host: target.host, port: target.port, family: isIP(target.host) === 6 ? 6 : 4 };
-      } else {
-        const r = await lookup(target.host);
-        addr = { host: r.address, port: target.port, family: r.family === 6 ? 6 : 4 };
-      }
+      this.candidates = await upstreamAddresses(target.host, target.port);
+      if (this.candidates.length === 0)
+        throw Object.assign(new Error('no address'), { code: 'ENOTFOUND' });
     } catch (err) {
       if (this.state !== 'connecting') return; // closed (or timed out) while resolving
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
@@ -222,6 +223,12 @@ export class Connection implements OpOwner {
       return;
     }
     if (this.state !== 'connecting') return; // closed while resolving
+    this.connectNext();
+  }
+
+  /** Starts the connect to the next address the target resolved to. */
+  private connectNext(): void {
+    const addr = this.candidates[this.tried++] as SocketAddress;
     const backend = this.core.backend;
     let sock = -1;
     try {
@@ -245,6 +252,32 @@ export class Connection implements OpOwner {
     const rec = this.core.newOp('connect', this.upstream.key, this);
     rec.peer = addr;
     this.core.submit(rec);
+  }
+
+  /**
+   * A connect to one address failed: when the target resolved to another, close this socket
+   * (its connect has completed: nothing of it is in flight) and try that one. False when none
+   * is left (or the connection is going away): the caller then counts the failure.
+   */
+  private tryNextAddress(name: string): boolean {
+    if (this.tried >= this.candidates.length || this.state !== 'connecting') return false;
+    const up = this.upstream as Endpoint;
+    if (up.key.inFlight > 0) return false;
+    this.core.log(
+      'debug',
+      { connection: this.id, upstream: formatSocketAddress(up.remote), error: name },
+      'upstream address failed; trying the next one',
+    );
+    up.closed = true;
+    this.core.backend.closeSocket(up.sock, true);
+    this.core.releaseKey(up.key);
+    this.upstream = null;
+    this.connectNext();
+    return true;
+  }
+
+  private triedNote(): string {
+    return this.tried > 1 ? ` (${this.tried} addresses tried)` : '';
   }
 
   /** Called by the engine's sweep when the upstream has not accepted in time. */
@@ -274,8 +307,9 @@ export class Connection implements OpOwner {
         this.abort(`upstream reset right after connect: ${name}`);
         return;
       }
+      if (!this.connectTimedOut && this.tryNextAddress(name)) return;
       this.core.upstreamConnectFailed(this.listener, name);
-      this.abort(`upstream connect failed: ${name}`);
+      this.abort(`upstream connect failed: ${name}${this.triedNote()}`);
       return;
     }
     const backend = this.core.backend;
@@ -285,6 +319,7 @@ export class Connection implements OpOwner {
       // Nothing listens at the target, and the port picked for this socket is the target's own
       // (a local target in the ephemeral range): TCP's simultaneous open connected the socket to
       // itself, and relaying would echo the client's bytes back. It is a refusal in all but name.
+      if (this.tryNextAddress('SELF_CONNECT')) return;
       this.core.upstreamConnectFailed(this.listener, 'SELF_CONNECT');
       this.abort('upstream connect failed: SELF_CONNECT (the socket connected to itself)');
       return;

@@ -450,7 +450,7 @@ function translateRule(rule: NetshRule): RuleResult {
     throw err;
   }
   if (connectIs === 0 && connectFamily === 6) {
-    note = `connect address ${JSON.stringify(connectHost)} is a host name: netsh (${kind}) connects to its IPv6 addresses only, keyport to the first address it resolves to, of either family`;
+    note = `connect address ${JSON.stringify(connectHost)} is a host name: netsh (${kind}) connects to its IPv6 addresses only, keyport to every address it resolves to, of either family`;
   }
   return {
     listener: { address: listenAddress, mode: 'forward', target: targetText },
