@@ -109,6 +109,15 @@ export class Endpoint {
   set remote(addr: SocketAddress | null) {
     this.remoteAddr = addr;
   }
+
+  /**
+   * Asks both addresses now, while the socket is open, so that they can still be told after it
+   * closed (the access log writes them at close; a peer that reset cannot be asked then).
+   */
+  keepAddresses(): void {
+    void this.local;
+    void this.remote;
+  }
 }
 
 /**
@@ -148,6 +157,8 @@ export class Connection implements OpOwner {
   upstream: Endpoint | null = null;
   pipes: Pipe[] = [];
   closeReason: string | null = null;
+  /** The error name (ECONNRESET, ERROR_NETNAME_DELETED, CONNECT_TIMEOUT, …) that caused the close, if one did. */
+  closeError: string | null = null;
   /** The client's IP, when its listener counts connections per source (else null). */
   source: string | null = null;
   /** Closing with RST: bytes could not be delivered, or a peer failed. */
@@ -219,7 +230,7 @@ export class Connection implements OpOwner {
       if (this.state !== 'connecting') return; // closed (or timed out) while resolving
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       this.core.upstreamConnectFailed(this.listener, name);
-      this.abort(`upstream ${target.host}:${target.port} not resolved: ${name}`);
+      this.abort(`upstream ${target.host}:${target.port} not resolved: ${name}`, name);
       return;
     }
     if (this.state !== 'connecting') return; // closed while resolving
@@ -241,11 +252,9 @@ export class Connection implements OpOwner {
       if (!this.upstream && sock !== -1) backend.closeSocket(sock, true);
       // Out of sockets or handles (EMFILE, WSAENOBUFS), no port to bind (WSAEADDRINUSE): the
       // upstream cannot be reached either, and is counted and logged as such.
-      this.core.upstreamConnectFailed(
-        this.listener,
-        err instanceof BackendError ? err.errorName : 'UNKNOWN',
-      );
-      this.abort(`upstream socket: ${(err as Error).message}`);
+      const name = err instanceof BackendError ? err.errorName : 'UNKNOWN';
+      this.core.upstreamConnectFailed(this.listener, name);
+      this.abort(`upstream socket: ${(err as Error).message}`, name);
       return;
     }
     this.upstream.remote = addr;
@@ -290,7 +299,7 @@ export class Connection implements OpOwner {
     }
     // Still resolving the name: give up now.
     this.core.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT');
-    this.abort('upstream connect failed: CONNECT_TIMEOUT (resolving the name)');
+    this.abort('upstream connect failed: CONNECT_TIMEOUT (resolving the name)', 'CONNECT_TIMEOUT');
   }
 
   /** The connect op completed. */
@@ -304,12 +313,12 @@ export class Connection implements OpOwner {
       const name = this.connectTimedOut ? 'CONNECT_TIMEOUT' : this.core.errorName(code);
       if (!this.connectTimedOut && this.core.backend.codes.resets.includes(code)) {
         // The handshake reached the upstream, which then reset at once: not a connect failure.
-        this.abort(`upstream reset right after connect: ${name}`);
+        this.abort(`upstream reset right after connect: ${name}`, name);
         return;
       }
       if (!this.connectTimedOut && this.tryNextAddress(name)) return;
       this.core.upstreamConnectFailed(this.listener, name);
-      this.abort(`upstream connect failed: ${name}${this.triedNote()}`);
+      this.abort(`upstream connect failed: ${name}${this.triedNote()}`, name);
       return;
     }
     const backend = this.core.backend;
@@ -321,7 +330,10 @@ export class Connection implements OpOwner {
       // itself, and relaying would echo the client's bytes back. It is a refusal in all but name.
       if (this.tryNextAddress('SELF_CONNECT')) return;
       this.core.upstreamConnectFailed(this.listener, 'SELF_CONNECT');
-      this.abort('upstream connect failed: SELF_CONNECT (the socket connected to itself)');
+      this.abort(
+        'upstream connect failed: SELF_CONNECT (the socket connected to itself)',
+        'SELF_CONNECT',
+      );
       return;
     }
     this.state = 'open';
@@ -335,7 +347,8 @@ export class Connection implements OpOwner {
 
   /** An op of a pipe failed: the connection ends with RST (the peer reset, or bytes are lost). */
   failed(kind: OpKind, ep: Endpoint, code: number): void {
-    this.abort(`${ep.side} ${kind} failed: ${this.core.errorName(code)}`);
+    const name = this.core.errorName(code);
+    this.abort(`${ep.side} ${kind} failed: ${name}`, name);
   }
 
   /** A direction carried its EOF across (or stopped, while closing): maybe the end. */
@@ -372,10 +385,15 @@ export class Connection implements OpOwner {
     this.tryFinishClose();
   }
 
-  /** Resets both peers: cancels every op, and closes with RST once all have completed. */
-  abort(reason: string): void {
+  /**
+   * Resets both peers: cancels every op, and closes with RST once all have completed. `error`:
+   * the error name that caused it, if one did (kept only when this abort is what changes the
+   * close: the aborted ops' own failures that follow are its consequence, not its cause).
+   */
+  abort(reason: string, error: string | null = null): void {
     if (this.state === 'closed') return;
     if (!this.abortive) {
+      if (this.closeError === null) this.closeError = error;
       this.closeReason = this.state === 'closing' ? `${this.closeReason}; then ${reason}` : reason;
       this.state = 'closing';
       this.abortive = true;

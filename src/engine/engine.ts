@@ -53,6 +53,18 @@ export interface EngineObserver {
   rejected(listener: Listener, reason: RejectReason): void;
 }
 
+/**
+ * Hears of each connection's open and close, for one record per connection (the access log).
+ * Off the metrics' observer slot: it may allocate (a line per close), and it is null unless
+ * configured, so a connection then pays one null test at open and one at close.
+ */
+export interface ConnectionLog {
+  /** Announced: the moment to keep what the close will need (the sockets' addresses). */
+  opened(conn: Connection): void;
+  /** Closed: both sockets are closed, its keys released, its counts final. */
+  closed(conn: Connection): void;
+}
+
 export type LogFn = (
   level: 'debug' | 'info' | 'warn' | 'error',
   obj: Record<string, unknown>,
@@ -104,6 +116,8 @@ export class Engine implements EngineCore, CompletionSink {
   readonly connections = new Map<string, Connection>();
   readonly startedAt = Date.now();
   observer: EngineObserver | null = null;
+  /** The access log, when one is configured. */
+  connectionLog: ConnectionLog | null = null;
   readonly events = new EventBus();
 
   readonly stats = {
@@ -630,6 +644,7 @@ export class Engine implements EngineCore, CompletionSink {
     this.connections.set(conn.id, conn);
     this.observer?.accepted(conn.listener);
     this.observer?.connectionOpened(conn);
+    this.connectionLog?.opened(conn);
     if (this.events.active) {
       this.events.emit({
         type: 'connection-opened',
@@ -660,6 +675,7 @@ export class Engine implements EngineCore, CompletionSink {
     this.stats.connectionsClosed++;
     conn.listener.connectionGone(conn);
     this.observer?.connectionClosed(conn);
+    this.connectionLog?.closed(conn);
     if (this.events.active) {
       this.events.emit({
         type: 'connection-closed',

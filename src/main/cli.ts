@@ -14,6 +14,8 @@ export interface CliOptions {
   listeners: ListenerSpec[];
   backend?: BackendChoice;
   config?: string;
+  /** --access-log: 'off', 'stdout' or a file path (over the config file's accessLog.to). */
+  accessLog?: string;
   help: boolean;
   version: boolean;
 }
@@ -49,6 +51,9 @@ Options:
                              one echo listener on ${formatAddress(DEFAULT_LISTENER.address)} is started
   --backend auto|iocp|uring  completion backend (default ${DEFAULT_BACKEND})
   --config FILE              read options from FILE
+  --access-log stdout|off|FILE
+                             one JSON line per closed connection (default off; FILE is
+                             rotated by size: accessLog in the config file)
   -h, --help                 show this help
   --version                  print the version
 
@@ -57,12 +62,13 @@ Port 0 (ephemeral) is allowed for --api and --listener addresses.
 Flags take their value as "--flag value" or "--flag=value".
 `;
 
-type ValueFlag = '--api' | '--listener' | '--backend' | '--config';
+type ValueFlag = '--api' | '--listener' | '--backend' | '--config' | '--access-log';
 const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
   '--api',
   '--listener',
   '--backend',
   '--config',
+  '--access-log',
 ]);
 const BOOLEAN_FLAGS: Readonly<Record<string, 'help' | 'version'>> = {
   '--help': 'help',
@@ -74,6 +80,7 @@ const VALUE_HINT: Record<ValueFlag, string> = {
   '--listener': 'ADDR=echo or ADDR=forward:HOST:PORT',
   '--backend': BACKENDS.join('|'),
   '--config': 'FILE',
+  '--access-log': 'stdout, off or a file path',
 };
 
 /** Parse argv (without node and script). Throws CliError on anything it does not understand. */
@@ -140,6 +147,10 @@ function applyValue(options: CliOptions, flag: ValueFlag, value: string): void {
     case '--config':
       rejectRepeat(options.config !== undefined, flag);
       options.config = value;
+      return;
+    case '--access-log':
+      rejectRepeat(options.accessLog !== undefined, flag);
+      options.accessLog = value;
       return;
     case '--listener': {
       const spec = parseListenerSpec(value);

@@ -244,6 +244,36 @@ export const ConfigFile = Type.Object(
       ),
     ),
     listeners: Type.Optional(Type.Array(ListenerInput, { maxItems: 4096 })),
+    accessLog: Type.Optional(
+      Type.Object(
+        {
+          to: Type.String({
+            minLength: 1,
+            maxLength: 4096,
+            description:
+              "Where the access log goes: one JSON line per closed connection (docs/access-log.md). 'off' (the default), 'stdout' (interleaved with keyport's own log; under Wine that is the launcher's log file), or a file path (absolute is best), written asynchronously and rotated by size. The --access-log flag overrides it",
+            examples: ['C:\\keyport\\logs\\keyport-access.log', '/var/log/keyport-access.log'],
+          }),
+          maxBytes: Type.Optional(
+            Type.Integer({
+              minimum: 1024,
+              maximum: 1_099_511_627_776,
+              description:
+                'A file: when the next line would take it past this size, it is renamed FILE.1 (FILE.1 to FILE.2, …) and a new one started; no line is split across files (default 10485760, 10 MiB)',
+            }),
+          ),
+          keep: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 1000,
+              description:
+                'Rotated files kept, FILE.1 (the newest) to FILE.keep; the oldest beyond is removed; 0 = none kept (default 5)',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+    ),
   },
   { additionalProperties: false },
 );

@@ -5,6 +5,7 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { EngineConfig, ListenerConfig } from '../engine/options.js';
 import { ENGINE_DEFAULTS } from '../engine/options.js';
 import { parseCidr } from '../engine/sources.js';
+import { ACCESS_LOG_DEFAULTS } from './access-log.js';
 import { type Address, AddressError, formatAddress, parseAddress } from './address.js';
 import type { BackendChoice, CliOptions, ListenerSpec } from './cli.js';
 import { ConfigFile, type ListenerInput, LOG_LEVELS } from './config-schema.js';
@@ -43,6 +44,8 @@ export interface Settings {
   shutdownDeadlineMs: number;
   engine: EngineConfig;
   listeners: ListenerConfig[];
+  /** 'off', 'stdout' or a file; `source` names the flag or field it came from, for errors. */
+  accessLog: { to: string; maxBytes: number; keep: number; source: string };
 }
 
 const configCheck = TypeCompiler.Compile(ConfigFile);
@@ -249,6 +252,14 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     );
   }
 
+  const accessLog = {
+    to: cli.accessLog ?? file.accessLog?.to ?? 'off',
+    maxBytes: file.accessLog?.maxBytes ?? ACCESS_LOG_DEFAULTS.maxBytes,
+    keep: file.accessLog?.keep ?? ACCESS_LOG_DEFAULTS.keep,
+    source:
+      cli.accessLog !== undefined ? '--access-log' : `config file ${configPath}: /accessLog/to`,
+  };
+
   return {
     api,
     apiSource,
@@ -266,6 +277,7 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     shutdownDeadlineMs: file.shutdownDeadlineMs ?? 5000,
     engine,
     listeners,
+    accessLog,
   };
 }
 

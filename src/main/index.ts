@@ -7,6 +7,7 @@ import type { Backend } from '../engine/backend.js';
 import { EngineControl } from '../engine/control.js';
 import { Engine, type LogFn } from '../engine/engine.js';
 import { createMetrics } from '../metrics/keyport.js';
+import { AccessLog } from './access-log.js';
 import { formatAddress } from './address.js';
 import { CliError, parseCli } from './cli.js';
 import {
@@ -91,6 +92,22 @@ export async function run(argv: string[]): Promise<void> {
   };
   process.on('uncaughtException', fatal);
   process.on('unhandledRejection', fatal);
+  // Opened before anything starts: a path that cannot be written is a usage error.
+  let accessLog: AccessLog | null = null;
+  if (settings.accessLog.to !== 'off') {
+    try {
+      accessLog = new AccessLog({
+        ...settings.accessLog,
+        onError: (msg, err) =>
+          log('error', { err: (err as NodeJS.ErrnoException)?.code ?? String(err) }, msg),
+      });
+    } catch (err) {
+      fail(
+        `${settings.accessLog.source}: cannot open the access log ${settings.accessLog.to}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        2,
+      );
+    }
+  }
   const backend = await createBackend(settings.backend, fatal);
   backendRef = backend;
   const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
@@ -103,8 +120,9 @@ export async function run(argv: string[]): Promise<void> {
   const metrics =
     process.env.KEYPORT_METRICS === 'off'
       ? undefined
-      : createMetrics(engine, { apiThrottle: share });
+      : createMetrics(engine, { apiThrottle: share, accessLog: accessLog ?? undefined });
   engine.observer = metrics ?? null;
+  engine.connectionLog = accessLog;
   const api = buildApi({
     control,
     metrics,
@@ -185,6 +203,8 @@ export async function run(argv: string[]): Promise<void> {
     );
     await api.close();
     const drained = await engine.shutdown(settings.shutdownDeadlineMs);
+    // The lines of the connections the drain closed, onto the disk before exit.
+    await accessLog?.close();
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
     process.exit(drained ? 0 : 3);
   };

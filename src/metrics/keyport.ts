@@ -283,6 +283,15 @@ export class KeyportMetrics implements EngineObserver {
         () => [{ labels: {}, value: this.engine.splicePipes?.inUse ?? 0 }],
       ),
     );
+    const accessLog = opts.accessLog;
+    x.add(
+      new CollectedFamily(
+        'keyport_access_log_dropped_total',
+        'Access log lines dropped because more than 4 MiB of lines were waiting to be written (the disk or stdout did not keep up); 0 when the access log is off',
+        'counter',
+        () => [{ labels: {}, value: accessLog?.dropped ?? 0 }],
+      ),
+    );
     x.add(
       new CollectedFamily(
         'keyport_listener_degraded',
@@ -451,6 +460,8 @@ export interface MetricsOptions {
   processMetrics?: boolean;
   /** The API's thread-share meter (api/thread-share.ts): how often and how long it waited. */
   apiThrottle?: { readonly waits: number; readonly waitedMs: number };
+  /** The access log (main/access-log.ts), when one is configured: its dropped lines. */
+  accessLog?: { readonly dropped: number };
 }
 
 export function createMetrics(engine: MetricsEngine, opts: MetricsOptions = {}): KeyportMetrics {
