@@ -82,7 +82,40 @@ function provision(p, env) {
   return r.status === 0 ? null : `provisioning Wine ${p.wine} failed (exit ${r.status})`;
 }
 
+/**
+ * Not on a terminal (CI, a log file), tap's own reporter redraws a progress display with
+ * cursor movements; there it reports raw TAP instead, of which plainTap() keeps a line per test
+ * file and, for a file that failed, its failing assertions with their diagnostics.
+ */
+const PLAIN = !process.stdout.isTTY;
+
+function plainTap() {
+  let partial = '';
+  let keep = 0; // indentation of a failure block being kept, or 0
+  return (chunk) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    let out = '';
+    for (const line of lines) {
+      const indent = line.length - line.trimStart().length;
+      if (keep && (indent > keep || line.trim() === '')) {
+        out += `${line}\n`;
+        continue;
+      }
+      keep = 0;
+      if (/^(not )?ok \d+ - /.test(line) || /^# \{/.test(line)) out += `${line}\n`;
+      else if (/^\s+not ok \d+ - /.test(line)) {
+        out += `${line}\n`;
+        keep = indent;
+      }
+    }
+    return out;
+  };
+}
+
 function runTap(args, p, env, notes) {
+  if (PLAIN) args = ['--reporter=tap', ...args];
+  const show = PLAIN ? plainTap() : (d) => d;
   return new Promise((resolve) => {
     process.stdout.write(`\n===== tests: ${p.name} =====\n`);
     // On another Node (p.node): tap's runner under it, so every test file and every keyport the
@@ -98,7 +131,7 @@ function runTap(args, p, env, notes) {
     let all = '';
     let text = '';
     child.stdout.on('data', (d) => {
-      process.stdout.write(d);
+      process.stdout.write(show(d.toString()));
       tail = (tail + d.toString()).slice(-4096);
       all += d.toString().includes('no tests found') ? ' no tests found ' : '';
       text += d.toString();
