@@ -1013,13 +1013,25 @@ async function dnsRig(t: Test, listener: Partial<ListenerConfig> = {}) {
   // Each module that imports node:dns/promises (or one that does) is loaded with the mock.
   const dns = {
     'node:dns/promises': {
-      lookup: (host: string) =>
-        new Promise((resolve, reject) => lookups.push({ host, resolve, reject })),
+      // The engine asks for every address ({ all: true }): an answer given as one address
+      // is the list of that one.
+      lookup: (host: string, opts?: { all?: boolean }) =>
+        new Promise((resolve, reject) =>
+          lookups.push({
+            host,
+            resolve: (v: unknown) => resolve(opts?.all && !Array.isArray(v) ? [v] : v),
+            reject,
+          }),
+        ),
     },
   };
+  const addresses = await t.mockImport<typeof import('../src/engine/upstream-addresses.js')>(
+    '../src/engine/upstream-addresses.js',
+    dns,
+  );
   const connection = await t.mockImport<typeof import('../src/engine/connection.js')>(
     '../src/engine/connection.js',
-    dns,
+    { ...dns, '../src/engine/upstream-addresses.js': addresses },
   );
   const listenerMod = await t.mockImport<typeof import('../src/engine/listener.js')>(
     '../src/engine/listener.js',

@@ -7,143 +7,16 @@
 // Sockets are closed only once no op is in flight, then the keys are released.
 import { BackendError, type OpKind, type SocketAddress } from './backend.js';
 import type { EngineCore, OpOwner } from './core.js';
-import type { KeyEntry } from './keys.js';
+import { connectedToItself, Endpoint, formatSocketAddress } from './endpoint.js';
 import type { Listener } from './listener.js';
 import { Pipe } from './pipe.js';
+import { ProxyHeaderReader, type ProxyHeaderResult } from './proxy-header-reader.js';
+import { encodeProxyHeader } from './proxy-protocol.js';
 import type { OpRecord } from './records.js';
 import { CompletionTrace } from './trace.js';
-import { upstreamAddresses } from './upstream-addresses.js';
+import { literalAddress, upstreamAddresses } from './upstream-addresses.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
-
-/**
- * What a close reason is, as a bounded label (keyport_connections_closed_total{reason}): the
- * reasons themselves carry error names, addresses and byte counts. Hyphenated like the other
- * label values (anomaly kinds).
- */
-export const CLOSE_REASON_KINDS = [
-  'eof',
-  'client-error',
-  'upstream-error',
-  'idle-timeout',
-  'too-slow',
-  'api',
-  'api-abort',
-  'recv-cancelled',
-  'close-deadline',
-  'listener-abort',
-  'drain-deadline',
-  'shutdown',
-  'upstream-connect-failed',
-  'upstream-reset',
-  'other',
-] as const;
-export type CloseReasonKind = (typeof CLOSE_REASON_KINDS)[number];
-
-/**
- * The kind of a close reason as Connection records it. A reason that grew (`A; then B`: an
- * abort while a graceful close was running) is classified by its first part, the cause.
- */
-export function closeReasonKind(reason: string | null): CloseReasonKind {
-  if (reason === 'eof') return 'eof'; // by far the most common: no work
-  const full = reason ?? '';
-  const then = full.indexOf('; then ');
-  const r = then === -1 ? full : full.slice(0, then);
-  if (r === 'eof') return 'eof';
-  if (r === 'idle-timeout') return 'idle-timeout';
-  if (r.startsWith('too-slow')) return 'too-slow';
-  if (r === 'closed by API') return 'api';
-  if (r === 'closed by API (abort)') return 'api-abort';
-  if (r.endsWith(' recv cancelled')) return 'recv-cancelled';
-  if (r === 'close deadline') return 'close-deadline';
-  if (r === 'listener aborted') return 'listener-abort';
-  if (r === 'listener drain deadline') return 'drain-deadline';
-  if (r === 'shutdown deadline' || r.endsWith(' during drain')) return 'shutdown';
-  if (r.startsWith('upstream reset right after connect')) return 'upstream-reset';
-  if (/^upstream (connect failed|socket:|\S+ not resolved)/.test(r))
-    return 'upstream-connect-failed';
-  if (/^client \w+ failed: /.test(r)) return 'client-error';
-  if (/^upstream \w+ failed: /.test(r)) return 'upstream-error';
-  return 'other';
-}
-
-/** Where an endpoint asks its addresses from (the backend). */
-export interface AddressSource {
-  localAddress(sock: number): SocketAddress | null;
-  peerAddress(sock: number): SocketAddress | null;
-}
-
-export class Endpoint {
-  bytesIn = 0;
-  bytesOut = 0;
-  /** keyport shut this socket's sending side (its FIN is out). */
-  sendShut = false;
-  /** The handle was closed: it may name another socket now, so nothing more is asked of it. */
-  closed = false;
-  // Asked of the socket on first use (a view, an event), not per connection: two system calls
-  // and three objects fewer for each connection nobody looks at.
-  private localAddr: SocketAddress | null | undefined = undefined;
-  private remoteAddr: SocketAddress | null | undefined = undefined;
-
-  constructor(
-    readonly side: 'client' | 'upstream',
-    readonly sock: number,
-    readonly key: KeyEntry,
-    private readonly addresses: AddressSource,
-  ) {}
-
-  get local(): SocketAddress | null {
-    if (this.localAddr === undefined && !this.closed)
-      this.localAddr = ask(() => this.addresses.localAddress(this.sock));
-    return this.localAddr ?? null;
-  }
-
-  /** null when it cannot be read (a peer that already reset: getpeername says ENOTCONN). */
-  get remote(): SocketAddress | null {
-    if (this.remoteAddr === undefined && !this.closed)
-      this.remoteAddr = ask(() => this.addresses.peerAddress(this.sock));
-    return this.remoteAddr ?? null;
-  }
-
-  /** Known without asking (the upstream's target). */
-  set remote(addr: SocketAddress | null) {
-    this.remoteAddr = addr;
-  }
-
-  /**
-   * Asks both addresses now, while the socket is open, so that they can still be told after it
-   * closed (the access log writes them at close; a peer that reset cannot be asked then).
-   */
-  keepAddresses(): void {
-    void this.local;
-    void this.remote;
-  }
-}
-
-/**
- * Whether a connected upstream socket's own address is its peer's. Asked once per connect, not
- * cached on the endpoint (its views read the address lazily, when somebody looks).
- */
-function connectedToItself(addresses: AddressSource, up: Endpoint): boolean {
-  const target = up.remote;
-  if (!target) return false;
-  const local = ask(() => addresses.localAddress(up.sock));
-  return local !== null && local.port === target.port && local.host === target.host;
-}
-
-/** An address that cannot be read is unknown (null), never a failure of the connection. */
-function ask(read: () => SocketAddress | null): SocketAddress | null {
-  try {
-    return read();
-  } catch {
-    return null;
-  }
-}
-
-export function formatSocketAddress(a: SocketAddress | null): string | null {
-  if (!a) return null;
-  return a.family === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
 
 export class Connection implements OpOwner {
   state: ConnectionState = 'connecting';
@@ -172,6 +45,10 @@ export class Connection implements OpOwner {
   /** Forward mode: the addresses the target resolved to, and how many were tried. */
   private candidates: SocketAddress[] = [];
   private tried = 0;
+  /** Reading a PROXY header from the client (proxyProtocol.accept), until it is whole. */
+  private header: ProxyHeaderReader | null = null;
+  /** Client bytes that came with its PROXY header, relayed first. */
+  private early: Uint8Array | null = null;
   readonly trace: CompletionTrace;
 
   constructor(
@@ -194,13 +71,51 @@ export class Connection implements OpOwner {
   }
 
   start(): void {
+    const pp = this.core.listenerConfig(this.listener).proxyProtocol;
+    if (pp?.accept) {
+      // The balancer in front names the client first: nothing else until its header is whole.
+      this.connectDeadline = performance.now() + (pp.timeoutMs ?? 5000);
+      this.header = new ProxyHeaderReader(this.core, this, this.client);
+      this.header.start();
+      return;
+    }
+    this.begin();
+  }
+
+  /** The PROXY header was read: the client is the one it names, and its first bytes wait. */
+  headerRead(r: ProxyHeaderResult): void {
+    this.header = null;
+    this.connectDeadline = 0;
+    if (r.src && r.dst) {
+      this.client.remote = r.src;
+      this.client.local = r.dst;
+    }
+    this.client.bytesIn += r.rest.length;
+    if (r.rest.length > 0) this.touch();
+    this.early = r.rest;
+    this.begin();
+  }
+
+  private begin(): void {
     if (this.listener.mode === 'echo') {
       this.state = 'open';
       this.pipes = [new Pipe(this.core, this, this.client, this.client)];
-      this.pipes[0]?.start();
+      this.pipes[0]?.start(this.takeEarly(null));
       return;
     }
     void this.connectUpstream();
+  }
+
+  /** What goes to the upstream (or back, in echo) before any relayed read: header, early bytes. */
+  private takeEarly(header: Uint8Array | null): Uint8Array | null {
+    const early = this.early;
+    this.early = null;
+    if (!header) return early;
+    if (!early?.length) return header;
+    const both = new Uint8Array(header.length + early.length);
+    both.set(header, 0);
+    both.set(early, header.length);
+    return both;
   }
 
   touch(): void {
@@ -222,6 +137,12 @@ export class Connection implements OpOwner {
     if (!target) throw new Error('forward listener without target');
     this.connectDeadline =
       performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
+    const literal = literalAddress(target.host, target.port);
+    if (literal) {
+      this.candidates = [literal];
+      this.connectNext();
+      return;
+    }
     try {
       this.candidates = await upstreamAddresses(target.host, target.port);
       if (this.candidates.length === 0)
@@ -292,6 +213,10 @@ export class Connection implements OpOwner {
   /** Called by the engine's sweep when the upstream has not accepted in time. */
   connectTimeout(): void {
     if (this.state !== 'connecting') return;
+    if (this.header) {
+      this.abort('proxy header timeout: the client did not send a whole header in time');
+      return;
+    }
     this.connectTimedOut = true;
     if (this.upstream) {
       this.core.cancelAll(this.upstream.key); // the connect completes aborted: counted there
@@ -342,7 +267,10 @@ export class Connection implements OpOwner {
       new Pipe(this.core, this, this.client, up),
       new Pipe(this.core, this, up, this.client),
     ];
-    for (const p of this.pipes) p.start();
+    const send = this.core.listenerConfig(this.listener).proxyProtocol?.send;
+    const header = send ? encodeProxyHeader(send, this.client.remote, this.client.local) : null;
+    this.pipes[0]?.start(this.takeEarly(header));
+    this.pipes[1]?.start();
   }
 
   /** An op of a pipe failed: the connection ends with RST (the peer reset, or bytes are lost). */

@@ -3,7 +3,8 @@
 // thread could later sit behind the same interface.
 
 import type { OpKind } from './backend.js';
-import { type Connection, formatSocketAddress } from './connection.js';
+import type { Connection } from './connection.js';
+import { formatSocketAddress } from './endpoint.js';
 import type { CancelOutcome, Engine } from './engine.js';
 import type { EventListener } from './events.js';
 import { hex64, type KeyEntry, type KeyOwner } from './keys.js';
@@ -33,6 +34,7 @@ export interface ListenerSnapshot {
   maxConnectionsPerSource: number | null;
   allow: string[];
   deny: string[];
+  proxyProtocol: { send: 'v1' | 'v2' | null; accept: boolean; timeoutMs: number };
   idleTimeoutMs: number;
   idleMinBytes: number;
   closeTimeoutMs: number;
@@ -263,6 +265,11 @@ export class EngineControl {
       maxConnectionsPerSource: cfg.maxConnectionsPerSource > 0 ? cfg.maxConnectionsPerSource : null,
       allow: [...cfg.allow],
       deny: [...cfg.deny],
+      proxyProtocol: {
+        send: cfg.proxyProtocol.send ?? null,
+        accept: cfg.proxyProtocol.accept ?? false,
+        timeoutMs: cfg.proxyProtocol.timeoutMs ?? 5000,
+      },
       idleTimeoutMs: cfg.idleTimeoutMs,
       idleMinBytes: cfg.idleMinBytes,
       closeTimeoutMs: cfg.closeTimeoutMs,

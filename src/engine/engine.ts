@@ -14,13 +14,14 @@ import {
 } from './backend.js';
 import { BufferPool } from './buffers.js';
 import { ConnectFailureLog, type FailureSummary, formatTarget } from './connect-failures.js';
-import { type Connection, formatSocketAddress } from './connection.js';
+import type { Connection } from './connection.js';
 import {
   type EngineCore,
   KEY_MISMATCH,
   type OpOwner,
   type ResolvedListenerConfig,
 } from './core.js';
+import { formatSocketAddress } from './endpoint.js';
 import { EventBus } from './events.js';
 import { FAULTS } from './faults.js';
 import { hex64, type KeyEntry, type KeyOwner, KeyTable } from './keys.js';

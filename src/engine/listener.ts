@@ -5,8 +5,9 @@
 // spins; while no accept is posted the listener is `degraded` and /readyz says so.
 
 import { BackendError, type SocketAddress } from './backend.js';
-import { Connection, Endpoint } from './connection.js';
+import { Connection } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
+import { Endpoint } from './endpoint.js';
 import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';

@@ -44,6 +44,17 @@ export interface ListenerConfig {
   allow?: string[];
   /** CIDRs of clients refused (reset right after accept); deny wins over allow. */
   deny?: string[];
+  /** The PROXY protocol (proxy-protocol.ts): send a header upstream, take one from a balancer. */
+  proxyProtocol?: ProxyProtocolConfig;
+}
+
+export interface ProxyProtocolConfig {
+  /** Forward listeners: start each upstream connection with a header of this version. */
+  send?: 'v1' | 'v2' | null;
+  /** Require a header (v1 or v2) from each client before anything else is read or dialled. */
+  accept?: boolean;
+  /** Time a client has to send its whole header (ms). */
+  timeoutMs?: number;
 }
 
 export const LISTENER_DEFAULTS = {
@@ -58,6 +69,7 @@ export const LISTENER_DEFAULTS = {
   maxConnectionsPerSource: 0,
   allow: [] as string[],
   deny: [] as string[],
+  proxyProtocol: { send: null, accept: false, timeoutMs: 5000 } as ProxyProtocolConfig,
 } as const;
 
 export interface EngineConfig {

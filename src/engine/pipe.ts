@@ -20,8 +20,9 @@
 // The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
 // and whichever record holds it last returns it when the record is released.
 import type { KernelPipe } from './backend.js';
-import type { Connection, Endpoint } from './connection.js';
+import type { Connection } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
+import type { Endpoint } from './endpoint.js';
 import type { PinnedBlock } from './pinned.js';
 import type { OpRecord } from './records.js';
 import { SPLICE_AFTER_FULL_READS } from './splice.js';
@@ -44,6 +45,8 @@ export class Pipe implements OpOwner {
   private kpipe: KernelPipe | null = null;
   /** The pending read (a wait or a buffered recv), while there is one. */
   private readRec: OpRecord | null = null;
+  /** Bytes given to start() not written yet. */
+  private firstLeft: Uint8Array | null = null;
 
   constructor(
     private readonly core: EngineCore,
@@ -52,8 +55,22 @@ export class Pipe implements OpOwner {
     readonly to: Endpoint,
   ) {}
 
-  start(): void {
-    this.read();
+  /** `first`: bytes to write before the first read (a PROXY header, a client's early bytes). */
+  start(first: Uint8Array | null = null): void {
+    this.firstLeft = first?.length ? first : null;
+    if (this.firstLeft) this.writeFirst();
+    else this.read();
+  }
+
+  /** The next buffer's worth of the bytes given to start(). */
+  private writeFirst(): void {
+    const left = this.firstLeft as Uint8Array;
+    const buf = this.core.buffers.acquire();
+    const n = Math.min(left.length, buf.bytes.byteLength);
+    buf.bytes.set(left.subarray(0, n), 0);
+    this.firstLeft = n < left.length ? left.subarray(n) : null;
+    this.fill = n;
+    this.write(buf, 0);
   }
 
   private read(): void {
@@ -225,6 +242,10 @@ export class Pipe implements OpOwner {
     const next = rec.offset + bytes;
     if (next < this.fill) {
       this.write(rec.takeBuffer(), next); // the rest goes before any new read
+      return;
+    }
+    if (this.firstLeft) {
+      this.writeFirst(); // the record returns the drained buffer when it is released
       return;
     }
     // Between a delivered buffer and the next read: a bulk direction may switch to splicing.

@@ -7,9 +7,15 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { SocketAddress } from './backend.js';
 
-export async function upstreamAddresses(host: string, port: number): Promise<SocketAddress[]> {
+/** An IP literal target needs no resolver (and no wait: the connect starts at once). */
+export function literalAddress(host: string, port: number): SocketAddress | null {
   const literal = isIP(host);
-  if (literal) return [{ host, port, family: literal === 6 ? 6 : 4 }];
+  return literal ? { host, port, family: literal === 6 ? 6 : 4 } : null;
+}
+
+export async function upstreamAddresses(host: string, port: number): Promise<SocketAddress[]> {
+  const literal = literalAddress(host, port);
+  if (literal) return [literal];
   const all = await lookup(host, { all: true, order: 'verbatim' });
   const seen = new Set<string>();
   const byFamily: Record<4 | 6, SocketAddress[]> = { 4: [], 6: [] };

@@ -6,8 +6,10 @@
 // documented in docs/access-log.md: fields may be added, never renamed or removed.
 import { createWriteStream, fstatSync, openSync, type WriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
+import { closeReasonKind } from '../engine/close-reasons.js';
 import { formatTarget } from '../engine/connect-failures.js';
-import { type Connection, closeReasonKind, formatSocketAddress } from '../engine/connection.js';
+import type { Connection } from '../engine/connection.js';
+import { formatSocketAddress } from '../engine/endpoint.js';
 import type { ConnectionLog } from '../engine/engine.js';
 
 export const ACCESS_LOG_DEFAULTS = { maxBytes: 10 * 1024 * 1024, keep: 5 } as const;

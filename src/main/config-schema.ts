@@ -94,6 +94,35 @@ export const ListenerInput = Type.Object(
           'A graceful close (DELETE /connections/{id}, idle or too-slow timeout) stops reading and delivers what was already read; what is still undelivered after this long is reset. 0 = no limit (default 10000)',
       }),
     ),
+    proxyProtocol: Type.Optional(
+      Type.Object(
+        {
+          send: Type.Optional(
+            Type.Union([Type.Literal('v1'), Type.Literal('v2')], {
+              description:
+                "forward: start each upstream connection with a PROXY header of this version naming the client and the address it reached (HAProxy's send-proxy / send-proxy-v2)",
+            }),
+          ),
+          accept: Type.Optional(
+            Type.Boolean({
+              description:
+                "Require a PROXY header (v1 or v2) from each client (a load balancer in front) before anything is relayed; the connection then shows, logs and forwards the client it names. A missing, malformed or late header resets the connection (close reason kind proxy-header). HAProxy's accept-proxy",
+            }),
+          ),
+          timeoutMs: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 600_000,
+              description: 'accept: time a client has to send its whole header (default 5000)',
+            }),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: 'The PROXY protocol (versions 1 and 2), to pass the client address along',
+        },
+      ),
+    ),
   },
   { $id: 'ListenerInput', additionalProperties: false },
 );

@@ -146,10 +146,15 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
       : {}),
     ...(input.allow !== undefined ? { allow: cidrs(input.allow, `${where}/allow`) } : {}),
     ...(input.deny !== undefined ? { deny: cidrs(input.deny, `${where}/deny`) } : {}),
+    ...(input.proxyProtocol !== undefined ? { proxyProtocol: { ...input.proxyProtocol } } : {}),
   };
   if (input.mode === 'echo') {
     if (input.target !== undefined)
       throw new ConfigError(`${where}/target: only a forward listener has a target`);
+    if (input.proxyProtocol?.send !== undefined)
+      throw new ConfigError(
+        `${where}/proxyProtocol/send: only a forward listener has an upstream to send a PROXY header to`,
+      );
     return { ...base, mode: 'echo' };
   }
   if (input.target === undefined)

@@ -4,7 +4,11 @@
 import { exponentialBuckets } from 'prom-client';
 import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
-import { CLOSE_REASON_KINDS, type CloseReasonKind, closeReasonKind } from '../engine/connection.js';
+import {
+  CLOSE_REASON_KINDS,
+  type CloseReasonKind,
+  closeReasonKind,
+} from '../engine/close-reasons.js';
 import type { EngineObserver } from '../engine/engine.js';
 import { REJECT_REASONS, type RejectReason } from '../engine/sources.js';
 import { VERSION } from '../version.js';

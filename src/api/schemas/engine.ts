@@ -68,6 +68,16 @@ export const ListenerView = Type.Object(
       description: 'CIDRs of the clients served (empty: every address)',
     }),
     deny: Type.Array(Type.String(), { description: 'CIDRs of clients refused; deny wins' }),
+    proxyProtocol: Type.Object(
+      {
+        send: Type.Union([Type.Literal('v1'), Type.Literal('v2'), Type.Null()], {
+          description: 'PROXY header version sent to the upstream, or null',
+        }),
+        accept: Type.Boolean({ description: 'A PROXY header is required from each client' }),
+        timeoutMs: Type.Integer({ description: 'Time a client has to send its header' }),
+      },
+      { description: 'The PROXY protocol settings' },
+    ),
     idleTimeoutMs: Type.Integer(),
     idleMinBytes: Type.Integer({ description: 'Bytes each idle window must bring' }),
     closeTimeoutMs: Type.Integer({
