@@ -6,30 +6,13 @@
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
+import type { AccessLogRecord } from '../src/main/access-log.js';
 import { request } from './helpers/http.js';
 import { ERR, logRecords, OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { metric } from './helpers/metrics.js';
 import { closed, connect, payload, readBytes, until, upstream } from './helpers/tcp.js';
 
-interface Line {
-  time: string;
-  listener: string;
-  connection: string;
-  client: string | null;
-  local: string | null;
-  upstream: string | null;
-  clientKey: string;
-  upstreamKey: string | null;
-  bytesIn: number;
-  bytesOut: number;
-  upstreamBytesIn: number | null;
-  upstreamBytesOut: number | null;
-  durationMs: number;
-  reason: string;
-  reasonKind: string;
-  abortive: boolean;
-  error: string | null;
-}
+type Line = AccessLogRecord;
 
 const FIELDS = [
   'time',

@@ -9,6 +9,7 @@
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { timedGet } from './timed-get.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -35,35 +36,19 @@ let activeNs = 0n;
 let activeSince = null;
 let announce = false;
 
-function get(path, timeoutMs = Number(values['timeout-ms'])) {
-  return new Promise((resolve) => {
-    const t = process.hrtime.bigint();
-    const req = http.get({ host: '127.0.0.1', port: Number(values.port), path, agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (d) => {
-        bytes += d.length;
-      });
-      res.on('end', () => {
-        const s = stats[path];
-        s.n++;
-        s.bytes += bytes;
-        s.status[res.statusCode] = (s.status[res.statusCode] ?? 0) + 1;
-        const ms = Number(process.hrtime.bigint() - t) / 1e6;
-        s.ms += ms;
-        s.lat.push(Math.round(ms * 100) / 100);
-        resolve();
-      });
-      res.on('error', () => {
-        errors++;
-        resolve();
-      });
-    });
-    req.setTimeout(timeoutMs, () => req.destroy(new Error('timeout')));
-    req.on('error', () => {
-      errors++;
-      setTimeout(resolve, 50); // do not spin on a refused connection
-    });
-  });
+async function get(path, timeoutMs = Number(values['timeout-ms'])) {
+  const r = await timedGet({ port: Number(values.port), path, agent, timeoutMs });
+  if (typeof r.status !== 'number') {
+    errors++;
+    if (r.status !== 'error') await new Promise((res) => setTimeout(res, 50)); // no spin on a refusal
+    return;
+  }
+  const s = stats[path];
+  s.n++;
+  s.bytes += r.bytes;
+  s.status[r.status] = (s.status[r.status] ?? 0) + 1;
+  s.ms += r.ms;
+  s.lat.push(Math.round(r.ms * 100) / 100);
 }
 
 async function loop() {

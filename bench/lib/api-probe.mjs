@@ -4,6 +4,7 @@
 //   node api-probe.mjs --port P --paths /connections?limit=1000,/metrics [--n 20]
 import http from 'node:http';
 import { parseArgs } from 'node:util';
+import { timedGet } from './timed-get.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -14,23 +15,7 @@ const { values } = parseArgs({
 });
 const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 
-function get(path) {
-  return new Promise((resolve) => {
-    const t = process.hrtime.bigint();
-    const req = http.get({ host: '127.0.0.1', port: Number(values.port), path, agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (d) => {
-        bytes += d.length;
-      });
-      res.on('end', () =>
-        resolve({ ms: Number(process.hrtime.bigint() - t) / 1e6, bytes, status: res.statusCode }),
-      );
-      res.on('error', () => resolve({ status: 'error' }));
-    });
-    req.setTimeout(30000, () => req.destroy(new Error('timeout')));
-    req.on('error', (err) => resolve({ status: err.message }));
-  });
-}
+const get = (path) => timedGet({ port: Number(values.port), path, agent });
 
 const out = {};
 for (const path of values.paths.split(',')) {

@@ -10,6 +10,7 @@
 import http from 'node:http';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { timedGet } from './timed-get.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -39,34 +40,18 @@ let paused = true;
 let stopping = false;
 const inFlight = new Set();
 
-function get(path, agent, who) {
-  return new Promise((resolve) => {
-    const t = process.hrtime.bigint();
-    const req = http.get({ host: '127.0.0.1', port: Number(values.port), path, agent }, (res) => {
-      let bytes = 0;
-      res.on('data', (d) => {
-        bytes += d.length;
-      });
-      res.on('end', () => {
-        const key = `${who} ${path}`;
-        routes[key] = routes[key] ?? { lat: [], status: {}, bytes: 0 };
-        const r = routes[key];
-        r.lat.push(Math.round(Number(process.hrtime.bigint() - t) / 1e4) / 100);
-        r.status[res.statusCode] = (r.status[res.statusCode] ?? 0) + 1;
-        r.bytes = bytes;
-        resolve();
-      });
-      res.on('error', () => {
-        errors++;
-        resolve();
-      });
-    });
-    req.setTimeout(30000, () => req.destroy(new Error('timeout')));
-    req.on('error', () => {
-      errors++;
-      resolve();
-    });
-  });
+async function get(path, agent, who) {
+  const r = await timedGet({ port: Number(values.port), path, agent });
+  if (typeof r.status !== 'number') {
+    errors++;
+    return;
+  }
+  const key = `${who} ${path}`;
+  routes[key] = routes[key] ?? { lat: [], status: {}, bytes: 0 };
+  const route = routes[key];
+  route.lat.push(Math.round(r.ms * 100) / 100);
+  route.status[r.status] = (route.status[r.status] ?? 0) + 1;
+  route.bytes = r.bytes;
 }
 
 /** Runs fn unless the previous one of its kind still waits (a page does not poll over itself). */

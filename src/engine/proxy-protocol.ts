@@ -136,25 +136,20 @@ function parseV2(b: Uint8Array): ProxyParse {
   if (b.length < 16 + len) return { kind: 'more' };
   const length = 16 + len;
   if (cmd === 0 || fam === 0x00) return { kind: 'ok', length, src: null, dst: null }; // LOCAL
-  const a = b.subarray(16, 16 + len);
-  if (fam === 0x11) {
-    if (len < 12) return { kind: 'invalid', why: `v2 TCP4 with ${len} address bytes` };
+  // TCP over IPv4 (0x11) or IPv6 (0x21): both addresses, then both ports.
+  const family = fam === 0x11 ? 4 : fam === 0x21 ? 6 : 0;
+  if (family) {
+    const n = family === 4 ? 4 : 16;
+    if (len < 2 * n + 4)
+      return { kind: 'invalid', why: `v2 TCP${family} with ${len} address bytes` };
+    const a = b.subarray(16, 16 + len);
     const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
+    const ip = family === 4 ? bytesToIpv4 : bytesToIpv6;
     return {
       kind: 'ok',
       length,
-      src: { host: bytesToIpv4(a.subarray(0, 4)), port: v.getUint16(8), family: 4 },
-      dst: { host: bytesToIpv4(a.subarray(4, 8)), port: v.getUint16(10), family: 4 },
-    };
-  }
-  if (fam === 0x21) {
-    if (len < 36) return { kind: 'invalid', why: `v2 TCP6 with ${len} address bytes` };
-    const v = new DataView(a.buffer, a.byteOffset, a.byteLength);
-    return {
-      kind: 'ok',
-      length,
-      src: { host: bytesToIpv6(a.subarray(0, 16)), port: v.getUint16(32), family: 6 },
-      dst: { host: bytesToIpv6(a.subarray(16, 32)), port: v.getUint16(34), family: 6 },
+      src: { host: ip(a.subarray(0, n)), port: v.getUint16(2 * n), family },
+      dst: { host: ip(a.subarray(n, 2 * n)), port: v.getUint16(2 * n + 2), family },
     };
   }
   // UDP and UNIX sockets are not TCP clients: nothing keyport could show as an address.
