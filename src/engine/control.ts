@@ -1,6 +1,6 @@
 // EngineControl: the only door from the API into the engine. It reads the engine into plain
-// snapshot objects (no live references leak out) and will carry commands; an engine in a worker
-// thread could later sit behind the same interface.
+// snapshot objects or JSON pages (no live references leak out) and carries the API's commands
+// (start and stop listeners, close connections, cancel ops).
 
 import type { OpKind } from './backend.js';
 import type { Connection } from './connection.js';

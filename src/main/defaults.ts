@@ -20,7 +20,7 @@ export interface ResolvedOptions {
   api: Address;
   listeners: ListenerSpec[];
   backend: BackendChoice;
-  /** Carried for the config loader (not implemented yet). */
+  /** The config file to load (--config), if any. */
   config?: string;
 }
 

@@ -35,7 +35,10 @@ const CancelOutcome = Type.Object(
     key: Type.String(),
     connection: Type.Union([Type.String(), Type.Null()]),
     listener: Type.Union([Type.String(), Type.Null()]),
-    cancelRequested: Type.Boolean({ description: 'CancelIoEx accepted the request' }),
+    cancelRequested: Type.Boolean({
+      description:
+        'The kernel accepted the cancel (CancelIoEx on Windows, IORING_OP_ASYNC_CANCEL on Linux)',
+    }),
     cancelError: Type.Union([Type.String(), Type.Null()], {
       description:
         'Why the cancel was not requested, e.g. ERROR_NOT_FOUND when the op completed first',
@@ -253,7 +256,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
       schema: {
         operationId: 'cancelOp',
         summary:
-          'Cancel one in-flight op (CancelIoEx on its OVERLAPPED) and report what became of it',
+          'Cancel one in-flight op (CancelIoEx on its OVERLAPPED; io_uring: ASYNC_CANCEL) and report what became of it',
         tags: ['commands'],
         security,
         params: Type.Object(
