@@ -179,14 +179,18 @@ export const configRoutes: FastifyPluginAsyncTypebox<{ config?: ConfigControlLik
         },
       },
     },
-    async (_req, reply) => {
+    async (req, reply) => {
       if (!config)
         return reply.code(409).send(errorBody(409, 'this keyport has no configuration to reload'));
       try {
-        return await config.reload();
+        const r = await config.reload();
+        req.log.info({ reload: r }, 'config reloaded');
+        return r;
       } catch (err) {
-        if (err instanceof ReloadError)
+        if (err instanceof ReloadError) {
+          req.log.warn(`reload refused, nothing changed: ${err.message}`);
           return reply.code(err.status).send(errorBody(err.status, err.message));
+        }
         throw err;
       }
     },
