@@ -29,6 +29,7 @@ t.test('API listeners come back after a SIGKILL; a truncated file stops start-up
   const args = ['--config', cfgPath, '--state-file', statePath];
 
   const k1 = await startKeyport(args);
+  t.teardown(() => k1.stop());
   const echo = {
     address: `127.0.0.1:${p1}`,
     mode: 'echo',
@@ -64,6 +65,7 @@ t.test('API listeners come back after a SIGKILL; a truncated file stops start-up
   await k1.exited;
 
   const k2 = await startKeyport(args);
+  t.teardown(() => k2.stop());
   const g = await request(k2.api, 'GET', '/config');
   t.same(
     (g.body.listeners as Array<Record<string, unknown>>).map(({ id: _id, ...rest }) => rest),
@@ -100,6 +102,31 @@ t.test('API listeners come back after a SIGKILL; a truncated file stops start-up
   const r = await request(k2.api, 'POST', '/config/reload');
   t.match(r.body, { added: [], removed: [], replaced: [], unchanged: 1 });
   t.equal((await sendAndCollect(p1, Buffer.from('still'))).toString(), 'still');
+  // A config file may not take an address an API listener holds: refused whole.
+  const cfgText = readFileSync(cfgPath);
+  writeFileSync(
+    cfgPath,
+    JSON.stringify({
+      listeners: [
+        { address: `127.0.0.1:${cfgPort}`, mode: 'echo', maxConnections: 9 },
+        { address: echo.address, mode: 'echo' },
+      ],
+    }),
+  );
+  const held = await request(k2.api, 'POST', '/config/reload');
+  t.equal(held.status, 400);
+  t.match(
+    held.body.message,
+    /\/listeners\/1\/address: 127\.0\.0\.1:\d+ is held by listener l\d+, created over the API/,
+  );
+  t.match(
+    (
+      (await request(k2.api, 'GET', '/listeners')).body.items as Array<Record<string, unknown>>
+    ).find((l) => l.address === `127.0.0.1:${cfgPort}` && l.state === 'listening'),
+    { maxConnections: 10_000 },
+    'nothing of the refused file was applied',
+  );
+  writeFileSync(cfgPath, cfgText);
   await k2.stop();
 
   // Truncated mid-write (as a crash of a non-atomic writer would leave it): exit 2, the path
