@@ -9,7 +9,7 @@ import type { ConfigLifecycle } from '../main/lifecycle.js';
 /** What the HTTP API needs from the configuration's keeper (GET /config, reload, the state file). */
 export type ConfigControlLike = Pick<
   ConfigLifecycle,
-  'effective' | 'reload' | 'apiCreated' | 'apiClosed'
+  'effective' | 'reload' | 'apiCreated' | 'apiClosed' | 'serial'
 >;
 
 export type EngineControlLike = Pick<

@@ -185,16 +185,18 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
       );
       if (why) return reply.code(403).send(errorBody(403, why));
       try {
-        const l = await control.createListener(config);
-        try {
+        // After any reload under way (which checks the addresses API listeners hold), and
+        // recorded in the state file before the answer.
+        const create = async () => {
+          const l = await control.createListener(config);
           keeper?.apiCreated(l.id, req.body, config);
-        } catch (err) {
-          if (err instanceof StateWriteError)
-            return reply.code(500).send(errorBody(500, err.message));
-          throw err;
-        }
+          return l;
+        };
+        const l = await (keeper ? keeper.serial(create) : create());
         return reply.code(201).header('location', `/listeners/${l.id}`).send(l);
       } catch (err) {
+        if (err instanceof StateWriteError)
+          return reply.code(500).send(errorBody(500, err.message));
         if (err instanceof ListenError) {
           const status = err.inUse || err.atLimit ? 409 : 400;
           return reply.code(status).send(errorBody(status, err.message));
