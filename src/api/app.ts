@@ -6,10 +6,11 @@ import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import type { TargetRule } from '../main/netrules.js';
 import { VERSION } from '../version.js';
 import { type AuthOptions, installAuth } from './auth.js';
-import type { EngineControlLike } from './control.js';
+import type { ConfigControlLike, EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
 import { documentRoute } from './openapi-doc.js';
 import { commandRoutes } from './routes/commands.js';
+import { configRoutes } from './routes/config.js';
 import { engineViewRoutes } from './routes/engine-views.js';
 import { eventRoutes } from './routes/events.js';
 import { healthzRoutes } from './routes/healthz.js';
@@ -32,6 +33,8 @@ import { DEFAULT_THREAD_SHARE, installThreadShare, ThreadShare } from './thread-
 
 export interface BuildApiOptions {
   control: EngineControlLike;
+  /** The configuration's keeper: GET /config, POST /config/reload, the state file. */
+  config?: ConfigControlLike;
   /** Fastify logger option (true, pino options, or false). Default false. */
   logger?: FastifyServerOptions['logger'];
   /** Bearer token protection; no token = open (the API binds loopback by default). */
@@ -163,7 +166,9 @@ export function buildApi(opts: BuildApiOptions) {
       tokenConfigured: Boolean(opts.auth?.token),
       allowTargets: opts.safety?.allowTargets ?? null,
     },
+    ...(opts.config ? { config: opts.config } : {}),
   });
+  app.register(configRoutes, opts.config ? { config: opts.config } : {});
   app.register(eventRoutes, {
     control: opts.control,
     maxClients: opts.safety?.maxEventClients ?? 32,

@@ -4,6 +4,13 @@
  * FFI, so an engine may later live in a worker thread behind a proxy with the same shape.
  */
 import type { EngineControl } from '../engine/control.js';
+import type { ConfigLifecycle } from '../main/lifecycle.js';
+
+/** What the HTTP API needs from the configuration's keeper (GET /config, reload, the state file). */
+export type ConfigControlLike = Pick<
+  ConfigLifecycle,
+  'effective' | 'reload' | 'apiCreated' | 'apiClosed' | 'serial'
+>;
 
 export type EngineControlLike = Pick<
   EngineControl,

@@ -5,7 +5,7 @@
 import type { OpKind } from './backend.js';
 import type { Connection } from './connection.js';
 import { formatSocketAddress } from './endpoint.js';
-import type { CancelOutcome, Engine } from './engine.js';
+import { type CancelOutcome, type Engine, ListenError } from './engine.js';
 import type { EventListener } from './events.js';
 import { hex64, type KeyEntry, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
@@ -502,9 +502,49 @@ export class EngineControl {
     return this.listenerSnapshot(await this.engine.addListener(config));
   }
 
-  closeListener(id: string, mode: 'drain' | 'abort', deadlineMs: number): ListenerSnapshot | null {
+  closeListener(
+    id: string,
+    mode: 'drain' | 'abort',
+    deadlineMs: number | null,
+  ): ListenerSnapshot | null {
     const l = this.engine.closeListener(id, mode, deadlineMs);
     return l ? this.listenerSnapshot(l) : null;
+  }
+
+  /** Whether listener `id` exists and still accepts (not closing, draining or closed). */
+  isListening(id: string): boolean {
+    return this.engine.listeners.get(id)?.state === 'listening';
+  }
+
+  /**
+   * Drain-and-replace (a config reload changed a listener's options): the old listener stops
+   * accepting and closes its listening socket (its accepts cancelled and completed first), then
+   * the new one binds the same address. The old connections run on under the old options until
+   * they end by themselves: no deadline, nothing is cut. Where the system refuses the address
+   * while the old listener's connections live (Windows: SO_EXCLUSIVEADDRUSE), the bind is retried
+   * for up to `retryMs`; if it still fails, ListenError (the address is then unserved).
+   */
+  async replaceListener(
+    id: string,
+    config: ListenerConfig,
+    retryMs: number,
+  ): Promise<ListenerSnapshot> {
+    const old = this.engine.listeners.get(id);
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    if (old) {
+      this.engine.closeListener(id, 'drain', null);
+      const end = Date.now() + 10_000;
+      while (old.state === 'closing' && Date.now() < end) await sleep(5);
+    }
+    const until = Date.now() + retryMs;
+    for (;;) {
+      try {
+        return await this.createListener(config);
+      } catch (err) {
+        if (!(err instanceof ListenError) || !err.inUse || Date.now() >= until) throw err;
+        await sleep(50);
+      }
+    }
   }
 
   closeConnection(id: string, mode: 'graceful' | 'abort'): ConnectionSnapshot | null {

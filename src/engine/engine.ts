@@ -495,9 +495,10 @@ export class Engine implements EngineCore, CompletionSink {
 
   /**
    * Stops a listener. `drain`: refuse new clients, let connections finish, abort those still
-   * open at the deadline. `abort`: reset its connections now.
+   * open at the deadline (null: no deadline, they end by themselves: a reload's replace).
+   * `abort`: reset its connections now.
    */
-  closeListener(id: string, mode: 'drain' | 'abort', deadlineMs: number): Listener | null {
+  closeListener(id: string, mode: 'drain' | 'abort', deadlineMs: number | null): Listener | null {
     const l = this.listeners.get(id);
     if (!l) return null;
     l.close();
@@ -513,7 +514,7 @@ export class Engine implements EngineCore, CompletionSink {
       for (const c of [...l.connections]) c.abort(reason);
     };
     if (mode === 'abort') abortAll('listener aborted');
-    else if (l.connections.size > 0)
+    else if (l.connections.size > 0 && deadlineMs !== null)
       setTimeout(() => abortAll('listener drain deadline'), deadlineMs).unref();
     return l;
   }

@@ -3,7 +3,9 @@
 // use); its output, which must go to a file, is followed onto this terminal.
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { CliError, parseCli, USAGE } from '../main/cli.js';
+import { loadSettings } from '../main/config.js';
 import { VERSION } from '../version.js';
 import { FileFollower } from './follow.js';
 import { importNetsh } from './import-netsh.js';
@@ -54,7 +56,18 @@ function runUnderWine(argv: string[]): void {
     process.env.KEYPORT_LOG_FILE ?? join(cacheDir(), 'logs', `keyport-${process.pid}.log`);
   // Opened first: it follows from where the file ends now, before node.exe writes a line.
   mkdirSync(dirname(logFile), { recursive: true });
-  const follower = new FileFollower(logFile, process.stdout);
+  // The API's address, from node.exe's "keyport api on" line, for SIGHUP (below).
+  let apiAddress: string | null = null;
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (apiAddress === null) {
+        const m = /"api":"([^"]+)"/.exec(chunk.toString('latin1'));
+        if (m?.[1]) apiAddress = m[1];
+      }
+      process.stdout.write(chunk, () => done());
+    },
+  });
+  const follower = new FileFollower(logFile, sink);
   let child: ReturnType<typeof runWindowsNode>;
   try {
     child = runWindowsNode(join(PACKAGE_ROOT, 'dist', 'main', 'index.js'), argv, { logFile });
@@ -71,6 +84,31 @@ function runUnderWine(argv: string[]): void {
   };
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);
+  // SIGHUP (reload the config file) has no Windows equivalent for Wine to deliver to node.exe:
+  // the launcher asks node.exe's API instead, as an operator would (POST /config/reload, with
+  // the token when one is configured). node.exe logs what changed, or why nothing did.
+  let token: string | null = null;
+  try {
+    token = loadSettings(parseCli(argv)).token;
+  } catch {
+    // node.exe reports a bad configuration itself, and exits.
+  }
+  process.on('SIGHUP', () => {
+    if (apiAddress === null) {
+      process.stderr.write('keyport: SIGHUP before the API is up: ignored\n');
+      return;
+    }
+    const url = `http://${apiAddress.replace(/^0\.0\.0\.0:/, '127.0.0.1:').replace(/^\[::\]:/, '[::1]:')}/config/reload`;
+    fetch(url, {
+      method: 'POST',
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(60_000),
+    }).then(
+      (r) => r.body?.cancel(),
+      (err: Error) =>
+        process.stderr.write(`keyport: SIGHUP: cannot reach the API to reload: ${err.message}\n`),
+    );
+  });
   child.on('exit', (code, signal) => {
     follower.close();
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });

@@ -16,6 +16,8 @@ export interface CliOptions {
   config?: string;
   /** --access-log: 'off', 'stdout' or a file path (over the config file's accessLog.to). */
   accessLog?: string;
+  /** --state-file: where listeners created over the API are kept (over the config file's stateFile). */
+  stateFile?: string;
   help: boolean;
   version: boolean;
 }
@@ -50,7 +52,10 @@ Options:
                              --listener is repeatable; without it (and without --config)
                              one echo listener on ${formatAddress(DEFAULT_LISTENER.address)} is started
   --backend auto|iocp|uring  completion backend (default ${DEFAULT_BACKEND})
-  --config FILE              read options from FILE
+  --config FILE              read options from FILE (SIGHUP or POST /config/reload
+                             re-reads its listeners: docs/reload.md)
+  --state-file FILE          keep listeners created over the API in FILE, and
+                             restore them at start-up (default: not kept)
   --access-log stdout|off|FILE
                              one JSON line per closed connection (default off; FILE is
                              rotated by size: accessLog in the config file)
@@ -62,13 +67,20 @@ Port 0 (ephemeral) is allowed for --api and --listener addresses.
 Flags take their value as "--flag value" or "--flag=value".
 `;
 
-type ValueFlag = '--api' | '--listener' | '--backend' | '--config' | '--access-log';
+type ValueFlag =
+  | '--api'
+  | '--listener'
+  | '--backend'
+  | '--config'
+  | '--access-log'
+  | '--state-file';
 const VALUE_FLAGS: ReadonlySet<string> = new Set<ValueFlag>([
   '--api',
   '--listener',
   '--backend',
   '--config',
   '--access-log',
+  '--state-file',
 ]);
 const BOOLEAN_FLAGS: Readonly<Record<string, 'help' | 'version'>> = {
   '--help': 'help',
@@ -81,6 +93,7 @@ const VALUE_HINT: Record<ValueFlag, string> = {
   '--backend': BACKENDS.join('|'),
   '--config': 'FILE',
   '--access-log': 'stdout, off or a file path',
+  '--state-file': 'FILE',
 };
 
 /** Parse argv (without node and script). Throws CliError on anything it does not understand. */
@@ -151,6 +164,10 @@ function applyValue(options: CliOptions, flag: ValueFlag, value: string): void {
     case '--access-log':
       rejectRepeat(options.accessLog !== undefined, flag);
       options.accessLog = value;
+      return;
+    case '--state-file':
+      rejectRepeat(options.stateFile !== undefined, flag);
+      options.stateFile = value;
       return;
     case '--listener': {
       const spec = parseListenerSpec(value);

@@ -218,6 +218,15 @@ export const ConfigFile = Type.Object(
     ),
     logLevel: Type.Optional(Type.Union(LOG_LEVELS.map((l) => Type.Literal(l)))),
     shutdownDeadlineMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 600_000 })),
+    stateFile: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 4096,
+        description:
+          "Where listeners created or removed over the API (POST /listeners, DELETE /listeners/{id}) are kept, so a restart brings them back (docs/reload.md). Written atomically (temp file, fsync, rename) on each change; read at start-up after the config file's listeners. An address named by both files stops start-up (exit 2). Holds listener inputs only, never the token. The --state-file flag overrides it. Default: none (API listeners last until the process ends)",
+        examples: ['C:\\keyport\\state.json', '/var/lib/keyport/state.json'],
+      }),
+    ),
     engine: Type.Optional(
       Type.Object(
         {
@@ -307,3 +316,13 @@ export const ConfigFile = Type.Object(
   { additionalProperties: false },
 );
 export type ConfigFile = Static<typeof ConfigFile>;
+
+/** The state file: the listeners created over the API, as their POST /listeners bodies. */
+export const StateFile = Type.Object(
+  {
+    version: Type.Literal(1),
+    listeners: Type.Array(ListenerInput, { maxItems: 4096 }),
+  },
+  { additionalProperties: false },
+);
+export type StateFile = Static<typeof StateFile>;

@@ -44,6 +44,16 @@ export interface Settings {
   shutdownDeadlineMs: number;
   engine: EngineConfig;
   listeners: ListenerConfig[];
+  /** The listeners as written (config file entries, or --listener flags as the same shape). */
+  listenerInputs: ListenerInput[];
+  /** Where the listeners came from: a reload only changes 'config' ones. */
+  listenerSource: 'config' | 'cli' | 'default';
+  /** The config file's path, or null when keyport runs from flags and environment only. */
+  configPath: string | null;
+  /** Where API-created listeners are kept (--state-file over stateFile), or null. */
+  stateFile: string | null;
+  /** Where the token came from (a file path or KEYPORT_TOKEN), never the token itself. */
+  tokenSource: string | null;
   /** 'off', 'stdout' or a file; `source` names the flag or field it came from, for errors. */
   accessLog: { to: string; maxBytes: number; keep: number; source: string };
 }
@@ -163,6 +173,13 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
   return { ...base, mode: 'forward', target: { host: t.host, port: t.port } };
 }
 
+/** A --listener flag as a config-file listener entry. */
+export function inputFromSpec(spec: ListenerSpec): ListenerInput {
+  return spec.mode === 'echo'
+    ? { address: formatAddress(spec.address), mode: 'echo' }
+    : { address: formatAddress(spec.address), mode: 'forward', target: formatAddress(spec.target) };
+}
+
 function listenerFromSpec(spec: ListenerSpec): ListenerConfig {
   const base = { host: spec.address.host, port: spec.address.port };
   return spec.mode === 'echo'
@@ -212,11 +229,19 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
   }
 
   let token: string | null = null;
-  if (file.api?.tokenFile)
+  let tokenSource: string | null = null;
+  if (file.api?.tokenFile) {
     token = readToken(file.api.tokenFile, `config file ${configPath}: /api/tokenFile`);
-  if (env.KEYPORT_TOKEN_FILE) token = readToken(env.KEYPORT_TOKEN_FILE, 'KEYPORT_TOKEN_FILE');
-  if (env.KEYPORT_TOKEN !== undefined && env.KEYPORT_TOKEN !== '')
+    tokenSource = file.api.tokenFile;
+  }
+  if (env.KEYPORT_TOKEN_FILE) {
+    token = readToken(env.KEYPORT_TOKEN_FILE, 'KEYPORT_TOKEN_FILE');
+    tokenSource = env.KEYPORT_TOKEN_FILE;
+  }
+  if (env.KEYPORT_TOKEN !== undefined && env.KEYPORT_TOKEN !== '') {
     token = checkToken(env.KEYPORT_TOKEN, 'KEYPORT_TOKEN');
+    tokenSource = 'KEYPORT_TOKEN';
+  }
 
   let allowTargets: TargetRule[] | null = null;
   if (file.api?.allowTargets) {
@@ -236,12 +261,40 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
 
   // --listener flags replace the file's listeners; with neither, the built-in default applies.
   let listeners: ListenerConfig[];
-  if (cli.listeners.length > 0) listeners = cli.listeners.map(listenerFromSpec);
-  else if (file.listeners)
+  let listenerInputs: ListenerInput[];
+  let listenerSource: Settings['listenerSource'] = 'config';
+  if (cli.listeners.length > 0) {
+    listeners = cli.listeners.map(listenerFromSpec);
+    listenerInputs = cli.listeners.map(inputFromSpec);
+    listenerSource = 'cli';
+  } else if (file.listeners) {
     listeners = file.listeners.map((l, i) =>
       listenerFromInput(l, `config file ${configPath}: /listeners/${i}`),
     );
-  else listeners = configPath ? [] : [listenerFromSpec(DEFAULT_LISTENER)];
+    listenerInputs = file.listeners.map((l) => ({ ...l }));
+  } else if (configPath) {
+    listeners = [];
+    listenerInputs = [];
+  } else {
+    listeners = [listenerFromSpec(DEFAULT_LISTENER)];
+    listenerInputs = [inputFromSpec(DEFAULT_LISTENER)];
+    listenerSource = 'default';
+  }
+  // Two entries on one fixed address could never both bind: said now, with both fields.
+  const seen = new Map<string, number>();
+  listeners.forEach((l, i) => {
+    if (l.port === 0) return;
+    const key = formatAddress({ host: l.host, port: l.port, family: l.host.includes(':') ? 6 : 4 });
+    const first = seen.get(key);
+    if (first !== undefined) {
+      throw new ConfigError(
+        listenerSource === 'cli'
+          ? `--listener: ${key} is named twice`
+          : `config file ${configPath}: /listeners/${i}/address: ${key} is already /listeners/${first}/address`,
+      );
+    }
+    seen.set(key, i);
+  });
 
   const engine: EngineConfig = {};
   if (file.engine?.bufferSize) engine.bufferSize = file.engine.bufferSize;
@@ -282,6 +335,11 @@ export function loadSettings(cli: CliOptions, env: NodeJS.ProcessEnv = process.e
     shutdownDeadlineMs: file.shutdownDeadlineMs ?? 5000,
     engine,
     listeners,
+    listenerInputs,
+    listenerSource,
+    configPath: configPath ?? null,
+    stateFile: cli.stateFile ?? file.stateFile ?? null,
+    tokenSource,
     accessLog,
   };
 }

@@ -9,7 +9,7 @@ import { Engine, type LogFn } from '../engine/engine.js';
 import { createMetrics } from '../metrics/keyport.js';
 import { AccessLog } from './access-log.js';
 import { formatAddress } from './address.js';
-import { CliError, parseCli } from './cli.js';
+import { CliError, type CliOptions, parseCli } from './cli.js';
 import {
   ConfigError,
   checkApiExposure,
@@ -17,6 +17,7 @@ import {
   loadSettings,
   type Settings,
 } from './config.js';
+import { ConfigLifecycle, ReloadError, readState, type StateEntry } from './lifecycle.js';
 
 /** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
 async function createBackend(choice: string, onError: (err: unknown) => void): Promise<Backend> {
@@ -63,8 +64,14 @@ function fail(message: string, code: number): never {
 
 export async function run(argv: string[]): Promise<void> {
   let settings: Settings;
+  let cli: CliOptions;
+  // The state file is read (and checked against the config file) before anything starts: a
+  // corrupt one stops start-up, naming its path and field, and is left as it is.
+  let state: StateEntry[];
   try {
-    settings = loadSettings(parseCli(argv));
+    cli = parseCli(argv);
+    settings = loadSettings(cli);
+    state = readState(settings);
     await checkApiExposure(settings);
   } catch (err) {
     if (err instanceof CliError || err instanceof ConfigError) fail(err.message, 2);
@@ -123,8 +130,10 @@ export async function run(argv: string[]): Promise<void> {
       : createMetrics(engine, { apiThrottle: share, accessLog: accessLog ?? undefined });
   engine.observer = metrics ?? null;
   engine.connectionLog = accessLog;
+  const lifecycle = new ConfigLifecycle(settings, cli, process.env, control);
   const api = buildApi({
     control,
+    config: lifecycle,
     metrics,
     logger: { level: settings.logLevel, redact: ['req.headers.authorization'] },
     auth: { token: settings.token, protect: settings.protect },
@@ -143,14 +152,12 @@ export async function run(argv: string[]): Promise<void> {
   engine.start();
   startGcStress(api.log);
 
-  for (const listener of settings.listeners) {
-    try {
-      await engine.addListener(listener);
-    } catch (err) {
-      api.log.error((err as Error).message);
-      await engine.shutdown(0);
-      fail((err as Error).message, 1);
-    }
+  try {
+    await lifecycle.startListeners(state);
+  } catch (err) {
+    api.log.error((err as Error).message);
+    await engine.shutdown(0);
+    fail((err as Error).message, 1);
   }
 
   try {
@@ -208,6 +215,24 @@ export async function run(argv: string[]): Promise<void> {
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
     process.exit(drained ? 0 : 3);
   };
+  // SIGHUP: re-read the config file (as POST /config/reload). Linux only: Windows has no
+  // SIGHUP (Node never emits it there, and under Wine the launcher turns its SIGHUP into a
+  // POST /config/reload); the API route is the way there.
+  if (process.platform !== 'win32') {
+    process.on('SIGHUP', () => {
+      if (stopping) return;
+      lifecycle.reload().then(
+        (r) => api.log.info({ reload: r }, 'SIGHUP: config reloaded'),
+        (err) =>
+          api.log.error(
+            { err: (err as Error).message },
+            err instanceof ReloadError
+              ? `SIGHUP: reload refused, nothing changed: ${(err as Error).message}`
+              : 'SIGHUP: reload failed',
+          ),
+      );
+    });
+  }
   process.on('SIGINT', () => void stop('SIGINT'));
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGBREAK', () => void stop('SIGBREAK'));

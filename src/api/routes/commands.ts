@@ -8,6 +8,7 @@ import { ListenError } from '../../engine/engine.js';
 import type { ListenerConfig } from '../../engine/options.js';
 import { ConfigError, listenerFromInput } from '../../main/config.js';
 import { ListenerInput } from '../../main/config-schema.js';
+import { StateWriteError } from '../../main/lifecycle.js';
 import {
   isLoopbackIp,
   isWildcardIp,
@@ -18,7 +19,7 @@ import {
   type TargetRule,
   unmapIp,
 } from '../../main/netrules.js';
-import type { EngineControlLike } from '../control.js';
+import type { ConfigControlLike, EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
 import { RefTo } from '../schemas/engine.js';
 import { ErrorRef } from '../schemas/error.js';
@@ -146,7 +147,9 @@ function apiAddresses(app: { addresses(): (string | { address: string; port: num
 export const commandRoutes: FastifyPluginAsyncTypebox<{
   control: EngineControlLike;
   policy?: ListenerPolicy;
-}> = async (app, { control, policy }) => {
+  /** Records API listeners in the state file (when one is configured). */
+  config?: ConfigControlLike;
+}> = async (app, { control, policy, config: keeper }) => {
   app.addSchema(ListenerInput);
   app.addSchema(CancelOutcome);
   const security = [{ bearer: [] }];
@@ -166,6 +169,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
           401: ErrorRef,
           403: ErrorRef,
           409: ErrorRef,
+          500: ErrorRef,
         },
       },
     },
@@ -184,9 +188,18 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
       );
       if (why) return reply.code(403).send(errorBody(403, why));
       try {
-        const l = await control.createListener(config);
+        // After any reload under way (which checks the addresses API listeners hold), and
+        // recorded in the state file before the answer.
+        const create = async () => {
+          const l = await control.createListener(config);
+          keeper?.apiCreated(l.id, req.body, config);
+          return l;
+        };
+        const l = await (keeper ? keeper.serial(create) : create());
         return reply.code(201).header('location', `/listeners/${l.id}`).send(l);
       } catch (err) {
+        if (err instanceof StateWriteError)
+          return reply.code(500).send(errorBody(500, err.message));
         if (err instanceof ListenError) {
           const status = err.inUse || err.atLimit ? 409 : 400;
           return reply.code(status).send(errorBody(status, err.message));
@@ -219,6 +232,7 @@ export const commandRoutes: FastifyPluginAsyncTypebox<{
     async (req, reply) => {
       const l = control.closeListener(req.params.id, req.query.mode, req.query.deadlineMs);
       if (!l) return reply.code(404).send(errorBody(404, `no listener ${req.params.id}`));
+      keeper?.apiClosed(l.id);
       return reply.code(202).send(l);
     },
   );
