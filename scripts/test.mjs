@@ -85,7 +85,8 @@ function provision(p, env) {
 /**
  * Not on a terminal (CI, a log file), tap's own reporter redraws a progress display with
  * cursor movements; there it reports raw TAP instead, of which plainTap() keeps a line per test
- * file and, for a file that failed, its failing assertions with their diagnostics.
+ * file, the tests' own comments, and for a file that failed its failing assertions with their
+ * diagnostics.
  */
 const PLAIN = !process.stdout.isTTY;
 
@@ -104,6 +105,8 @@ function plainTap() {
       }
       keep = 0;
       if (/^(not )?ok \d+ - /.test(line) || /^# \{/.test(line)) out += `${line}\n`;
+      // A test's own comments (figures it measured) stay; tap's subtest headers and times go.
+      else if (/^\s*# (?!Subtest|time=|No coverage)/.test(line)) out += `${line.trim()}\n`;
       else if (/^\s+not ok \d+ - /.test(line)) {
         out += `${line}\n`;
         keep = indent;

@@ -38,11 +38,13 @@ function view(src: Source): Metric {
 }
 
 /**
- * How long a process metric's reading is reused. They read /proc on every get (process_open_fds
- * lists /proc/self/fd: 30 000 entries at 15 000 relayed connections), and the status page's
- * poll, a Prometheus scrape and a second dashboard each ask within the same second.
+ * Process metrics that are slow to read, reused for 1 s: process_open_fds lists /proc/self/fd
+ * (30 000 entries at 15 000 relayed connections) and the status page's poll, a Prometheus
+ * scrape and a second dashboard each ask within the same second. The others (heap, CPU, RSS)
+ * are cheap, and tests read them right after a GC: those are always fresh.
  */
-const PROCESS_METRICS_TTL_MS = 1000;
+const SLOW_TO_READ = new Set(['process_open_fds', 'process_max_fds']);
+const SLOW_METRICS_TTL_MS = 1000;
 
 function cached(src: Source, ttlMs: number): Source {
   let at = Number.NEGATIVE_INFINITY;
@@ -81,7 +83,7 @@ export class Exposition {
         // nodejs_active_{handles,requests,resources}_total are gauges named like counters
         // (promtool rejects them); the by-type gauges beside them carry the same numbers.
         if (m.type !== 'counter' && m.name.endsWith('_total')) continue;
-        this.addSource(cached(m, PROCESS_METRICS_TTL_MS));
+        this.addSource(SLOW_TO_READ.has(m.name) ? cached(m, SLOW_METRICS_TTL_MS) : m);
       }
     }
   }
