@@ -273,6 +273,12 @@ t.test('SIGHUP reloads the config file', async (t) => {
     30_000,
   );
   t.equal(up, 'hup', 'the listener the file added serves');
+  // The log reaches this process after the listener serves (under Wine it is a followed file).
+  await until(
+    async () => k.output(),
+    (o) => /config reloaded/.test(o),
+    30_000,
+  );
   t.match(k.output(), /config reloaded/);
   // An invalid file on SIGHUP: logged, nothing changes, keyport runs on.
   writeFileSync(cfgPath, '{"listeners": [');
