@@ -268,7 +268,16 @@ t.test('rotation by size: whole lines, none lost, at most keep + 1 files', async
   const { echo } = await listenersOf(k.api);
   const port = portOfAddr(echo.address);
   const files = () => [`${path}.2`, `${path}.1`, path].filter((f) => existsSync(f));
-  const all = () => files().flatMap((f) => readLines(f));
+  // A rotation may rename a file between finding it and reading it: then read them all again.
+  const all = (): Line[] => {
+    for (;;) {
+      try {
+        return files().flatMap((f) => readLines(f));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  };
 
   // Twelve at once: lines that arrive while a rotation is under way wait for the new file.
   const first = await Promise.all(Array.from({ length: 12 }, (_, i) => exchange(port, 100 + i)));
