@@ -111,11 +111,7 @@ export class Connection implements OpOwner {
     const early = this.early;
     this.early = null;
     if (!header) return early;
-    if (!early?.length) return header;
-    const both = new Uint8Array(header.length + early.length);
-    both.set(header, 0);
-    both.set(early, header.length);
-    return both;
+    return early?.length ? Buffer.concat([header, early]) : header;
   }
 
   touch(): void {

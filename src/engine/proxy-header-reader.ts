@@ -62,9 +62,7 @@ export class ProxyHeaderReader implements OpOwner {
       return;
     }
     const chunk = (rec.buffer as NonNullable<OpRecord['buffer']>).bytes.subarray(0, bytes);
-    const all = new Uint8Array(this.got.length + bytes);
-    all.set(this.got, 0);
-    all.set(chunk, this.got.length);
+    const all = Buffer.concat([this.got, chunk]); // copies: the record's buffer goes back
     this.got = all;
     const r = parseProxyHeader(all);
     if (r.kind === 'more') {
