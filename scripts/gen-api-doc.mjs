@@ -133,7 +133,8 @@ turn. The meter holds a 25 ms burst, so one request, a status page's poll or a s
 slowed; \`/healthz\` and \`/readyz\` are never metered. It only holds the API back while there
 is traffic: when the data plane completes nothing (an idle engine, or thousands of idle
 connections), the API may use the whole thread. \`keyport_api_throttled_total\` and
-\`keyport_api_throttled_seconds_total\` count the waits ([metrics.md](metrics.md)). Raise the
+\`keyport_api_throttled_seconds_total\` count the waits, \`keyport_api_thread_seconds_total\`
+the thread time the API took ([metrics.md](metrics.md)). Raise the
 share when a script must page through a large table faster than the traffic matters.
 
 ## Routes

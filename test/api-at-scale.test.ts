@@ -5,7 +5,7 @@
 // two clients looping over /ops and /keys at limit 1 000 leave the data plane's round-trip p99
 // near its quiet value (a ratio within this run: the medians of quiet and loaded windows' p99,
 // the windows alternating; asserted <= 5x, the goal is 2x: see the assertion),
-// because the API's share of the engine's thread is metered (and the meter says it engaged);
+// because the API's share of the engine's thread is metered (and took no more than its share);
 // and the status page shows the totals in Chromium within its poll interval.
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type net from 'node:net';
@@ -260,22 +260,46 @@ t.test('two clients looping over the views leave the data-plane p99 near quiet',
       }
     }
   };
-  const throttledBefore = await metric(k.api, 'keyport_api_throttled_total');
+  // The pinger never pauses, also between windows: while the data plane completes nothing the
+  // meter lets the API use the whole thread (work-conserving), and the API's share below is
+  // measured under traffic.
+  let samples: number[] = [];
+  let pinging = true;
+  const msg = Buffer.alloc(64, 0x70);
+  const pings = (async () => {
+    while (pinging) {
+      const a = performance.now();
+      pinger.write(msg);
+      await readBytes(pinger, 64);
+      samples.push(performance.now() - a);
+    }
+  })();
+  const chargedBefore = await metric(k.api, 'keyport_api_thread_seconds_total');
+  const started = performance.now();
+  let loadedMs = 0;
   const quiet: number[] = [];
   const loaded: number[] = [];
   // Eight 1 s windows, quiet and loaded alternating (Q L L Q L Q Q L), so drift and the noise of
   // a shared machine fall on both alike; each window's p99, and the medians of those compared.
   for (const cond of ['quiet', 'loaded', 'loaded', 'quiet', 'loaded', 'quiet', 'quiet', 'loaded']) {
     let loops: Promise<void>[] = [];
+    const w = performance.now();
     if (cond === 'loaded') {
       looping = true;
       loops = [loop(), loop()];
       await new Promise((r) => setTimeout(r, 200));
     }
-    (cond === 'quiet' ? quiet : loaded).push(p99(await pingFor(pinger, 1000)));
+    samples = [];
+    await new Promise((r) => setTimeout(r, 1000));
+    (cond === 'quiet' ? quiet : loaded).push(p99(samples));
     looping = false;
     await Promise.all(loops);
+    if (cond === 'loaded') loadedMs += performance.now() - w;
   }
+  const charged = (await metric(k.api, 'keyport_api_thread_seconds_total')) - chargedBefore;
+  const elapsedMs = performance.now() - started;
+  pinging = false;
+  await pings;
   const median = (xs: number[]) =>
     [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
   const ratio = median(loaded) / median(quiet);
@@ -285,17 +309,23 @@ t.test('two clients looping over the views leave the data-plane p99 near quiet',
       `${ratio.toFixed(2)}; ${pages} pages served`,
   );
   t.ok(pages >= 10, `the looping clients were served (${pages} pages)`);
-  // Issue 16 asks for 2x. Measured here: 1.1-1.6x when the machine is quiet, 2.2-3.9x when it
-  // is not (the same build; the meter lets ~5% through where 2% is set: concurrent page streams
-  // pass their turn together). Without the meter it is 30x: the bound below tells them apart
-  // without flaking; the goal stays in the benchmark's table.
+  // Issue 16 asks for 2x. Measured here: 1.1-1.6x when the machine is quiet, more when it is
+  // not (the test's own client shares the 2 cores). Without the meter it is 30x: the bound
+  // below tells them apart without flaking; the goal stays in the benchmark's table.
   t.ok(
     ratio <= 5,
     `loaded p99 / quiet p99 (medians of the windows) = ${ratio.toFixed(2)} (<= 5; goal 2)`,
   );
+  // The meter's own bound: under traffic the API takes its share (2%) of all the time plus a
+  // 25 ms burst after each quiet spell: ~4% of the loaded time here; 6% allows for requests
+  // that pass their turn together. Without the meter the looping clients take ~50% on
+  // io_uring. (Whether it had to make them wait depends on how much of the thread a page
+  // costs on this machine: under Wine, little.)
+  const share = (charged * 1000) / loadedMs;
   t.ok(
-    (await metric(k.api, 'keyport_api_throttled_total')) > throttledBefore,
-    "the API's thread share engaged (keyport_api_throttled_total rose)",
+    charged > 0 && share <= 0.06,
+    `the API took ${(share * 100).toFixed(1)}% of the engine thread while loaded ` +
+      `(${(((charged * 1000) / elapsedMs) * 100).toFixed(1)}% of all the windows; <= 6%; share 2%)`,
   );
   const h = performance.now();
   t.equal((await request(k.api, 'GET', '/healthz')).status, 200, '/healthz answers');

@@ -27,6 +27,8 @@ export class ThreadShare {
   /** Total ms the API was made to wait, and how many times (GET /healthz shows it). */
   waitedMs = 0;
   waits = 0;
+  /** Total ms of the engine's thread charged to the API (its share, as used). */
+  chargedMs = 0;
 
   private lastActivity: number;
   /** When the activity count last moved. */
@@ -84,6 +86,7 @@ export class ThreadShare {
   charge(ms: number): void {
     this.refill();
     this.tokens -= ms;
+    this.chargedMs += ms;
   }
 
   /** Runs `fn` and charges the time it took. */

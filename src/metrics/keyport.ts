@@ -176,6 +176,14 @@ export class KeyportMetrics implements EngineObserver {
           () => [{ labels: {}, value: throttle.waitedMs / 1000 }],
         ),
       );
+      x.add(
+        new CollectedFamily(
+          'keyport_api_thread_seconds_total',
+          "Time of the engine's thread the API's handlers and page writes took (what api.threadShare meters)",
+          'counter',
+          () => [{ labels: {}, value: throttle.chargedMs / 1000 }],
+        ),
+      );
     }
     x.add(
       new CollectedFamily(
@@ -463,7 +471,7 @@ export class KeyportMetrics implements EngineObserver {
 export interface MetricsOptions {
   processMetrics?: boolean;
   /** The API's thread-share meter (api/thread-share.ts): how often and how long it waited. */
-  apiThrottle?: { readonly waits: number; readonly waitedMs: number };
+  apiThrottle?: { readonly waits: number; readonly waitedMs: number; readonly chargedMs: number };
   /** The access log (main/access-log.ts), when one is configured: its dropped lines. */
   accessLog?: { readonly dropped: number };
 }
