@@ -27,6 +27,7 @@ import {
   OpView,
   Readiness,
   TraceEntryView,
+  UpstreamView,
 } from './schemas/engine.js';
 import { ErrorResponse } from './schemas/error.js';
 import { DEFAULT_THREAD_SHARE, installThreadShare, ThreadShare } from './thread-share.js';
@@ -112,6 +113,7 @@ export function buildApi(opts: BuildApiOptions) {
   for (const s of [
     KeyOwner,
     TraceEntryView,
+    UpstreamView,
     ListenerView,
     ConnectionView,
     ConnectionDetail,

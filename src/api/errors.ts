@@ -32,10 +32,17 @@ export function sendError(error: FastifyError, request: FastifyRequest, reply: F
   void reply.code(status).send(errorBody(status, message));
 }
 
-/** Names the offending field, including the unknown one for additionalProperties. */
+/**
+ * Names the offending field, including the unknown one for additionalProperties. A value that
+ * matches no member of a union (a target object with a bad weight) gets the error that reached
+ * deepest into it (`body/targets/1/weight must be >= 1`, not `body/targets/1 must be string`).
+ */
 function validationMessage(error: FastifyError): string | null {
-  const first = error.validation?.[0];
+  let first = error.validation?.[0];
   if (!first) return null;
+  const depth = (e: typeof first) =>
+    (e?.instancePath ?? '').length * 2 + (e?.keyword === 'additionalProperties' ? 1 : 0);
+  for (const e of error.validation ?? []) if (depth(e) > depth(first)) first = e;
   const where = `${error.validationContext ?? 'request'}${first.instancePath ?? ''}`;
   const params = first.params as { additionalProperty?: string } | undefined;
   if (first.keyword === 'additionalProperties' && params?.additionalProperty) {

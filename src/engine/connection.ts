@@ -15,8 +15,12 @@ import { encodeProxyHeader } from './proxy-protocol.js';
 import type { OpRecord } from './records.js';
 import { CompletionTrace } from './trace.js';
 import { literalAddress, upstreamAddresses } from './upstream-addresses.js';
+import type { Upstream } from './upstreams.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
+
+/** RFC 8305 §5's Connection Attempt Delay: the next address starts if the last has not connected by then. */
+const ATTEMPT_DELAY_MS = 250;
 
 export class Connection implements OpOwner {
   state: ConnectionState = 'connecting';
@@ -42,7 +46,16 @@ export class Connection implements OpOwner {
   /** performance.now() by which a graceful close must have delivered everything (0: none). */
   closeDeadline = 0;
   private connectTimedOut = false;
-  /** Forward mode: the addresses the target resolved to, and how many were tried. */
+  /**
+   * Forward mode: the target being connected to (or connected), counted in its connections
+   * while this connection lives; the targets tried; the addresses the current one resolved
+   * to, and how many of them were tried.
+   */
+  target: Upstream | null = null;
+  private readonly targetsTried = new Set<Upstream>();
+  /** Connects in flight to the target's addresses (several race: RFC 8305), and the stagger. */
+  private attempts: Endpoint[] = [];
+  private stagger: NodeJS.Timeout | null = null;
   private candidates: SocketAddress[] = [];
   private tried = 0;
   /** Reading a PROXY header from the client (proxyProtocol.accept), until it is whole. */
@@ -61,6 +74,11 @@ export class Connection implements OpOwner {
   }
 
   get endpoints(): Endpoint[] {
+    if (this.attempts.length > 0) {
+      const eps = [this.client, ...this.attempts];
+      if (this.upstream && !this.attempts.includes(this.upstream)) eps.push(this.upstream);
+      return eps;
+    }
     return this.upstream ? [this.client, this.upstream] : [this.client];
   }
 
@@ -124,86 +142,136 @@ export class Connection implements OpOwner {
   }
 
   /**
-   * Forward mode: resolve the target now (names may change), then ConnectEx to each address it
-   * resolved to in turn (upstream-addresses.ts) until one accepts; the connect timeout covers
-   * the name and every attempt.
+   * Forward mode: pick a target (upstreams.ts), resolve it now (names may change), then
+   * ConnectEx to each address it resolved to in turn (upstream-addresses.ts) until one accepts;
+   * when none does, the next target the balance picks, each at most once. The connect timeout
+   * covers every name and every attempt.
    */
-  private async connectUpstream(): Promise<void> {
-    const target = this.listener.target;
-    if (!target) throw new Error('forward listener without target');
+  private connectUpstream(): void {
     this.connectDeadline =
       performance.now() + this.core.listenerConfig(this.listener).connectTimeoutMs;
-    const literal = literalAddress(target.host, target.port);
+    void this.connectTarget();
+  }
+
+  private async connectTarget(): Promise<void> {
+    const upstreams = this.listener.upstreams;
+    const u = upstreams?.pick(this.targetsTried) ?? null;
+    if (!upstreams || !u) {
+      this.abort('forward listener without target');
+      return;
+    }
+    this.targetsTried.add(u);
+    upstreams.attach(u);
+    this.target = u;
+    this.candidates = [];
+    this.tried = 0;
+    const { host, port } = u.target;
+    const literal = literalAddress(host, port);
     if (literal) {
       this.candidates = [literal];
       this.connectNext();
       return;
     }
     try {
-      this.candidates = await upstreamAddresses(target.host, target.port);
+      this.candidates = await upstreamAddresses(host, port);
       if (this.candidates.length === 0)
         throw Object.assign(new Error('no address'), { code: 'ENOTFOUND' });
     } catch (err) {
-      if (this.state !== 'connecting') return; // closed (or timed out) while resolving
+      if (this.state !== 'connecting' || this.target !== u) return; // closed while resolving
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
-      this.core.upstreamConnectFailed(this.listener, name);
-      this.abort(`upstream ${target.host}:${target.port} not resolved: ${name}`, name);
+      if (this.tryNextTarget(name)) return;
+      this.core.upstreamConnectFailed(this.listener, name, u.label);
+      this.abort(`upstream ${u.label} not resolved: ${name}${this.triedNote()}`, name);
       return;
     }
     if (this.state !== 'connecting') return; // closed while resolving
     this.connectNext();
   }
 
-  /** Starts the connect to the next address the target resolved to. */
+  /**
+   * Starts the connect to the next address the target resolved to. While it has not connected,
+   * the one after it starts ATTEMPT_DELAY_MS later (RFC 8305's stagger): the first to connect
+   * wins, the others are cancelled. A failed attempt starts the next address at once.
+   */
   private connectNext(): void {
+    this.clearStagger();
     const addr = this.candidates[this.tried++] as SocketAddress;
     const backend = this.core.backend;
     let sock = -1;
+    let ep: Endpoint;
     try {
       sock = backend.createSocket(addr.family);
       backend.bindAny(sock, addr.family);
       const key = this.core.assignKey(sock, { kind: 'connection', id: this.id, side: 'upstream' });
-      this.upstream = new Endpoint('upstream', sock, key, backend);
+      ep = new Endpoint('upstream', sock, key, backend);
+      this.attempts.push(ep);
+      this.upstream = ep;
       backend.associate(sock, key.key);
     } catch (err) {
-      if (!this.upstream && sock !== -1) backend.closeSocket(sock, true);
+      if (sock !== -1 && !this.attempts.some((a) => a.sock === sock))
+        backend.closeSocket(sock, true);
       // Out of sockets or handles (EMFILE, WSAENOBUFS), no port to bind (WSAEADDRINUSE): the
       // upstream cannot be reached either, and is counted and logged as such.
       const name = err instanceof BackendError ? err.errorName : 'UNKNOWN';
-      this.core.upstreamConnectFailed(this.listener, name);
+      this.core.upstreamConnectFailed(this.listener, name, this.target?.label);
       this.abort(`upstream socket: ${(err as Error).message}`, name);
       return;
     }
-    this.upstream.remote = addr;
-    const rec = this.core.newOp('connect', this.upstream.key, this);
+    ep.remote = addr;
+    const rec = this.core.newOp('connect', ep.key, this);
     rec.peer = addr;
     this.core.submit(rec);
+    if (this.tried < this.candidates.length) {
+      this.stagger = setTimeout(() => {
+        this.stagger = null;
+        if (this.state === 'connecting' && !this.connectTimedOut) this.connectNext();
+      }, ATTEMPT_DELAY_MS);
+    }
+  }
+
+  private clearStagger(): void {
+    if (this.stagger) clearTimeout(this.stagger);
+    this.stagger = null;
   }
 
   /**
-   * A connect to one address failed: when the target resolved to another, close this socket
-   * (its connect has completed: nothing of it is in flight) and try that one. False when none
-   * is left (or the connection is going away): the caller then counts the failure.
+   * Closes the socket of a connect attempt that completed and lost (failed, or another won):
+   * nothing of it is in flight. One with an op still in flight stays for the close to take.
    */
-  private tryNextAddress(name: string): boolean {
-    if (this.tried >= this.candidates.length || this.state !== 'connecting') return false;
-    const up = this.upstream as Endpoint;
-    if (up.key.inFlight > 0) return false;
+  private dropAttempt(ep: Endpoint, why: string): void {
+    if (ep.key.inFlight > 0) return;
+    this.attempts.splice(this.attempts.indexOf(ep), 1);
     this.core.log(
       'debug',
-      { connection: this.id, upstream: formatSocketAddress(up.remote), error: name },
-      'upstream address failed; trying the next one',
+      { connection: this.id, upstream: formatSocketAddress(ep.remote), why },
+      'upstream connect attempt dropped',
     );
-    up.closed = true;
-    this.core.backend.closeSocket(up.sock, true);
-    this.core.releaseKey(up.key);
-    this.upstream = null;
-    this.connectNext();
+    ep.closed = true;
+    this.core.backend.closeSocket(ep.sock, true);
+    this.core.releaseKey(ep.key);
+    if (this.upstream === ep) this.upstream = this.attempts[this.attempts.length - 1] ?? null;
+  }
+
+  /** Every address of the current target failed: on to another target, if one is left. */
+  private tryNextTarget(name: string): boolean {
+    const upstreams = this.listener.upstreams;
+    const u = this.target;
+    if (!upstreams || !u) return false;
+    upstreams.connectFailed(u, name);
+    if (this.state !== 'connecting' || this.targetsTried.size >= upstreams.list.length)
+      return false;
+    if (performance.now() >= this.connectDeadline || this.attempts.length > 0) return false;
+    upstreams.detach(u);
+    this.target = null;
+    void this.connectTarget();
     return true;
   }
 
   private triedNote(): string {
-    return this.tried > 1 ? ` (${this.tried} addresses tried)` : '';
+    const notes: string[] = [];
+    if (this.targetsTried.size > 1) notes.push(`${this.targetsTried.size} targets tried`);
+    if (this.tried > 1) notes.push(`${this.tried} addresses tried`);
+    return notes.length > 0 ? ` (${notes.join(', ')})` : '';
   }
 
   /** Called by the engine's sweep when the upstream has not accepted in time. */
@@ -214,59 +282,93 @@ export class Connection implements OpOwner {
       return;
     }
     this.connectTimedOut = true;
-    if (this.upstream) {
-      this.core.cancelAll(this.upstream.key); // the connect completes aborted: counted there
+    this.clearStagger();
+    if (this.attempts.length > 0) {
+      // Each connect completes aborted; the last one counts the failure.
+      for (const a of this.attempts) this.core.cancelAll(a.key);
       return;
     }
     // Still resolving the name: give up now.
-    this.core.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT');
+    if (this.target) this.listener.upstreams?.connectFailed(this.target, 'CONNECT_TIMEOUT');
+    this.core.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT', this.target?.label);
     this.abort('upstream connect failed: CONNECT_TIMEOUT (resolving the name)', 'CONNECT_TIMEOUT');
   }
 
-  /** The connect op completed. */
-  complete(_rec: OpRecord, code: number): void {
-    const up = this.upstream as Endpoint;
-    if (this.state !== 'connecting') {
-      this.settled();
+  /** A connect op completed (one of the attempts racing, when the target has several addresses). */
+  complete(rec: OpRecord, code: number): void {
+    const ep = this.attempts.find((a) => a.key === rec.keyEntry) ?? null;
+    if (this.state === 'open' && ep) {
+      this.dropAttempt(ep, 'another address connected first'); // a loser of the race
       return;
     }
+    if (this.state !== 'connecting' || !ep) {
+      this.settled(); // closing: the close takes every socket, attempts too
+      return;
+    }
+    const backend = this.core.backend;
+    let name: string | null = null;
     if (code !== 0) {
-      const name = this.connectTimedOut ? 'CONNECT_TIMEOUT' : this.core.errorName(code);
+      name = this.connectTimedOut ? 'CONNECT_TIMEOUT' : this.core.errorName(code);
       if (!this.connectTimedOut && this.core.backend.codes.resets.includes(code)) {
         // The handshake reached the upstream, which then reset at once: not a connect failure.
         this.abort(`upstream reset right after connect: ${name}`, name);
         return;
       }
-      if (!this.connectTimedOut && this.tryNextAddress(name)) return;
-      this.core.upstreamConnectFailed(this.listener, name);
-      this.abort(`upstream connect failed: ${name}${this.triedNote()}`, name);
-      return;
-    }
-    const backend = this.core.backend;
-    const uc = backend.finishConnect(up.sock);
-    if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
-    if (connectedToItself(backend, up)) {
+    } else {
+      const uc = backend.finishConnect(ep.sock);
+      if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
       // Nothing listens at the target, and the port picked for this socket is the target's own
-      // (a local target in the ephemeral range): TCP's simultaneous open connected the socket to
-      // itself, and relaying would echo the client's bytes back. It is a refusal in all but name.
-      if (this.tryNextAddress('SELF_CONNECT')) return;
-      this.core.upstreamConnectFailed(this.listener, 'SELF_CONNECT');
-      this.abort(
-        'upstream connect failed: SELF_CONNECT (the socket connected to itself)',
-        'SELF_CONNECT',
-      );
+      // (a local target in the ephemeral range): TCP's simultaneous open connected the socket
+      // to itself, and relaying would echo the client's bytes back. A refusal in all but name.
+      if (connectedToItself(backend, ep)) name = 'SELF_CONNECT';
+    }
+    if (name !== null) {
+      this.attemptFailed(ep, name);
       return;
     }
+    this.clearStagger();
+    this.upstream = ep;
+    this.attempts.splice(this.attempts.indexOf(ep), 1);
+    // The other attempts lose: cancelled, each dropped when its completion comes.
+    for (const a of this.attempts) this.core.cancelAll(a.key);
     this.state = 'open';
+    if (this.target) this.listener.upstreams?.connected(this.target);
     this.touch();
     this.pipes = [
-      new Pipe(this.core, this, this.client, up),
-      new Pipe(this.core, this, up, this.client),
+      new Pipe(this.core, this, this.client, ep),
+      new Pipe(this.core, this, ep, this.client),
     ];
     const send = this.core.listenerConfig(this.listener).proxyProtocol?.send;
     const header = send ? encodeProxyHeader(send, this.client.remote, this.client.local) : null;
     this.pipes[0]?.start(this.takeEarly(header));
     this.pipes[1]?.start();
+  }
+
+  /**
+   * One address failed: while others race, they decide; else the next address, else the next
+   * target; when nothing is left (or the time is up) the client is reset, counted once.
+   */
+  private attemptFailed(ep: Endpoint, name: string): void {
+    this.dropAttempt(ep, name);
+    if (this.attempts.length > 0) {
+      if (!this.connectTimedOut && this.tried < this.candidates.length) this.connectNext();
+      return;
+    }
+    if (!this.connectTimedOut && this.tried < this.candidates.length) {
+      this.connectNext();
+      return;
+    }
+    if (!this.connectTimedOut && this.tryNextTarget(name)) return;
+    // A timeout, or the last target failing (tryNextTarget counted that one already).
+    if (this.connectTimedOut && this.target)
+      this.listener.upstreams?.connectFailed(this.target, name);
+    this.core.upstreamConnectFailed(this.listener, name, this.target?.label);
+    this.abort(
+      name === 'SELF_CONNECT'
+        ? `upstream connect failed: SELF_CONNECT (the socket connected to itself)${this.triedNote()}`
+        : `upstream connect failed: ${name}${this.triedNote()}`,
+      name,
+    );
   }
 
   /** An op of a pipe failed: the connection ends with RST (the peer reset, or bytes are lost). */
@@ -335,6 +437,8 @@ export class Connection implements OpOwner {
       this.core.releaseKey(ep.key);
     }
     this.state = 'closed';
+    this.clearStagger();
+    if (this.target) this.listener.upstreams?.detach(this.target);
     this.core.connectionClosed(this);
   }
 }

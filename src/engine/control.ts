@@ -9,19 +9,43 @@ import { type CancelOutcome, type Engine, ListenError } from './engine.js';
 import type { EventListener } from './events.js';
 import { hex64, type KeyEntry, type KeyOwner } from './keys.js';
 import type { Listener } from './listener.js';
-import type { ListenerConfig } from './options.js';
+import type { BalancePolicy, ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
 import type { RejectReason } from './sources.js';
 import type { TraceEntry } from './trace.js';
+import type { Upstream, UpstreamState } from './upstreams.js';
 import { FragmentCache, type PageWalk, pageWalk } from './view-fragments.js';
 
 export type { PageWalk };
+
+export interface UpstreamSnapshot {
+  target: string;
+  weight: number;
+  state: UpstreamState;
+  connections: number;
+  connectionsTotal: number;
+  connectFailuresTotal: number;
+  consecutiveFailures: number;
+  ejectedUntil: string | null;
+  ejectionsTotal: number;
+  lastError: string | null;
+  lastErrorAt: string | null;
+  check: {
+    state: 'up' | 'down' | 'unknown';
+    checksTotal: number;
+    failuresTotal: number;
+    lastError: string | null;
+    lastCheckAt: string | null;
+  } | null;
+}
 
 export interface ListenerSnapshot {
   id: string;
   mode: 'echo' | 'forward';
   address: string;
   target: string | null;
+  balance: BalancePolicy | null;
+  upstreams: UpstreamSnapshot[];
   state: string;
   key: string | null;
   acceptDepth: number;
@@ -246,6 +270,7 @@ export class EngineControl {
 
   private listenerSnapshot(l: Listener): ListenerSnapshot {
     const cfg = this.engine.listenerConfig(l);
+    const now = performance.now();
     return {
       id: l.id,
       mode: l.mode,
@@ -253,6 +278,8 @@ export class EngineControl {
       target: l.target
         ? `${l.target.host.includes(':') ? `[${l.target.host}]` : l.target.host}:${l.target.port}`
         : null,
+      balance: l.upstreams?.policy ?? null,
+      upstreams: l.upstreams ? l.upstreams.list.map((u) => upstreamSnapshot(u, now)) : [],
       state: l.degraded ? 'degraded' : l.state,
       key: l.key?.keyHex ?? null,
       acceptDepth: cfg.acceptDepth,
@@ -561,4 +588,31 @@ export class EngineControl {
   subscribe(fn: EventListener): () => void {
     return this.engine.events.subscribe(fn);
   }
+}
+
+function upstreamSnapshot(u: Upstream, now: number): UpstreamSnapshot {
+  const c = u.check;
+  const state = u.state(now);
+  return {
+    target: u.label,
+    weight: u.weight,
+    state,
+    connections: u.connections,
+    connectionsTotal: u.connectionsTotal,
+    connectFailuresTotal: u.connectFailuresTotal,
+    consecutiveFailures: u.consecutiveFailures,
+    ejectedUntil: state === 'ejected' ? iso(u.ejectedUntilWall) : null,
+    ejectionsTotal: u.ejectionsTotal,
+    lastError: u.lastError,
+    lastErrorAt: u.lastErrorAt === null ? null : iso(u.lastErrorAt),
+    check: c
+      ? {
+          state: c.up === null ? 'unknown' : c.up ? 'up' : 'down',
+          checksTotal: c.checksTotal,
+          failuresTotal: c.failuresTotal,
+          lastError: c.lastError,
+          lastCheckAt: c.lastCheckAt === null ? null : iso(c.lastCheckAt),
+        }
+      : null,
+  };
 }

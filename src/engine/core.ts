@@ -20,8 +20,8 @@ export interface OpOwner {
   complete(rec: OpRecord, code: number, bytes: number): void;
 }
 
-export type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target'>> &
-  Pick<ListenerConfig, 'target'>;
+export type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target' | 'targets'>> &
+  Pick<ListenerConfig, 'target' | 'targets'>;
 
 export interface EngineCore {
   readonly backend: Backend;
@@ -51,7 +51,16 @@ export interface EngineCore {
   countError(op: OpKind | 'shutdown' | 'update-context', errorName: string): void;
   /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */
   errorName(code: number): string;
-  upstreamConnectFailed(listener: Listener, errorName: string): void;
+  /** `target`: the one that failed last (several may have been tried). */
+  upstreamConnectFailed(listener: Listener, errorName: string, target?: string): void;
+  /** A target of `listener` was ejected, checked down, or is up again: for GET /events. */
+  upstreamChanged(
+    listener: Listener,
+    target: string,
+    state: 'up' | 'ejected' | 'down',
+    error: string | null,
+    forMs: number | null,
+  ): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void;
   listenerConfig(listener: Listener): ResolvedListenerConfig;
 }

@@ -596,7 +596,7 @@ export class Engine implements EngineCore, CompletionSink {
       ...Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)),
       host,
     } as ResolvedListenerConfig;
-    if (resolved.mode === 'forward' && !resolved.target)
+    if (resolved.mode === 'forward' && !resolved.target && !resolved.targets?.length)
       throw new ListenError('a forward listener needs a target');
     const listener = new Listener(this, `l${this.nextListener++}`, resolved, {
       host,
@@ -722,15 +722,35 @@ export class Engine implements EngineCore, CompletionSink {
    * also counted by finish()), and logged at warn: the first of each (listener, error) at once,
    * then a summary per 10 s while more come.
    */
-  upstreamConnectFailed(listener: Listener, errorName: string): void {
+  upstreamConnectFailed(listener: Listener, errorName: string, failed?: string): void {
     this.observer?.upstreamConnectFailed(listener, errorName);
-    const target = formatTarget(listener.target);
+    const target = failed ?? formatTarget(listener.target);
     if (this.connectFailureLog.note(listener.id, target, errorName, performance.now())) {
       this.logger(
         'warn',
         { listener: listener.id, target, error: errorName },
         'upstream connect failed',
       );
+    }
+  }
+
+  upstreamChanged(
+    listener: Listener,
+    target: string,
+    state: 'up' | 'ejected' | 'down',
+    error: string | null,
+    forMs: number | null,
+  ): void {
+    if (this.events.active) {
+      this.events.emit({
+        type: 'upstream',
+        at: Date.now(),
+        listener: listener.id,
+        target,
+        state,
+        error,
+        forMs,
+      });
     }
   }
 

@@ -59,6 +59,18 @@ export type EngineEvent =
       listener: string | null;
     }
   | {
+      /** A forward target changed state: ejected (connect failures), up again, or checked down/up. */
+      type: 'upstream';
+      at: number;
+      listener: string;
+      target: string;
+      state: 'up' | 'ejected' | 'down';
+      /** The error that took it out (null when it came back). */
+      error: string | null;
+      /** ejected: the cool-down. */
+      forMs: number | null;
+    }
+  | {
       type: 'error';
       at: number;
       op: string;

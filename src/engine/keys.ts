@@ -13,7 +13,9 @@ export function hex64(v: bigint): string {
 export type KeyOwner =
   | { kind: 'listener'; id: string }
   | { kind: 'connection'; id: string; side: 'client' | 'upstream' }
-  | { kind: 'engine'; id: string };
+  | { kind: 'engine'; id: string }
+  /** An active health check's connect: `id` is its listener, `target` the upstream checked. */
+  | { kind: 'check'; id: string; target: string };
 
 /** What the key table needs of an op record (records.ts imports this file). */
 export interface OpRecordLike {

@@ -8,11 +8,13 @@ import { BackendError, type SocketAddress } from './backend.js';
 import { Connection } from './connection.js';
 import type { EngineCore, OpOwner } from './core.js';
 import { Endpoint } from './endpoint.js';
+import { HealthChecks } from './health-check.js';
 import type { KeyEntry } from './keys.js';
 import type { ListenerConfig, TargetAddress } from './options.js';
 import type { OpRecord } from './records.js';
 import { plainIp, type RejectReason, SourceRules } from './sources.js';
 import { keyAsDequeued } from './trace.js';
+import { Upstreams } from './upstreams.js';
 
 const ACCEPT_RETRY_MIN_MS = 10;
 const ACCEPT_RETRY_MAX_MS = 1000;
@@ -52,6 +54,9 @@ export class Listener implements OpOwner {
   sock = -1;
   key: KeyEntry | null = null;
   bound: SocketAddress;
+  /** Forward mode: the targets, their balance and health (null in echo mode). */
+  readonly upstreams: Upstreams | null;
+  private readonly checks: HealthChecks | null;
 
   constructor(
     private readonly core: EngineCore,
@@ -61,6 +66,37 @@ export class Listener implements OpOwner {
   ) {
     this.bound = address;
     this.sources = new SourceRules(config.allow ?? [], config.deny ?? []);
+    const targets = config.targets ?? (config.target ? [config.target] : []);
+    this.upstreams =
+      config.mode === 'forward'
+        ? new Upstreams(targets, config.balance ?? 'round-robin', config.health, {
+            ejected: (u, error, forMs) => {
+              core.log(
+                'warn',
+                { listener: id, target: u.label, error, forMs, failures: u.consecutiveFailures },
+                'upstream ejected',
+              );
+              core.upstreamChanged(this, u.label, 'ejected', error, forMs);
+            },
+            back: (u) => {
+              core.log('info', { listener: id, target: u.label }, 'upstream back');
+              core.upstreamChanged(this, u.label, 'up', null, null);
+            },
+          })
+        : null;
+    this.checks =
+      this.upstreams?.checks != null
+        ? new HealthChecks(core, id, this.upstreams, {
+            changed: (u, up, error) => {
+              core.log(
+                up ? 'info' : 'warn',
+                { listener: id, target: u.label, error },
+                up ? 'upstream check up' : 'upstream check down',
+              );
+              core.upstreamChanged(this, u.label, up ? 'up' : 'down', error, null);
+            },
+          })
+        : null;
   }
 
   get rejectedTotal(): number {
@@ -73,8 +109,9 @@ export class Listener implements OpOwner {
     return this.config.mode;
   }
 
+  /** The one target, or the first of several. */
   get target(): TargetAddress | undefined {
-    return this.config.target;
+    return this.config.target ?? this.config.targets?.[0];
   }
 
   /** Listening, but no accept is posted: the chain is waiting to retry after failures. */
@@ -97,6 +134,7 @@ export class Listener implements OpOwner {
       throw err;
     }
     this.postAccepts();
+    this.checks?.start();
   }
 
   /** Keeps `acceptDepth` accepts posted, but never more than the connection limit leaves room for. */
@@ -276,6 +314,7 @@ export class Listener implements OpOwner {
     this.state = 'closing';
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.checks?.stop();
     if (this.key) this.core.cancelAll(this.key);
     this.tryFinishClose();
   }

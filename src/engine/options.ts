@@ -6,11 +6,53 @@ export interface TargetAddress {
   port: number;
 }
 
+/** One of a forward listener's upstreams. */
+export interface UpstreamTarget extends TargetAddress {
+  /** Share of new connections relative to the other targets (1–100). */
+  weight?: number;
+}
+
+export type BalancePolicy = 'round-robin' | 'least-connections' | 'random-two';
+
+/** Health of a listener's targets (upstreams.ts). */
+export interface HealthConfig {
+  /** Consecutive connect failures that eject a target for a cool-down (0: never). */
+  failures?: number;
+  /** The first cool-down; each consecutive ejection doubles it, up to maxEjectMs. */
+  ejectMs?: number;
+  maxEjectMs?: number;
+  /** Active checks: a TCP connect to each target every intervalMs (health-check.ts). */
+  check?: HealthCheckConfig | null;
+}
+
+export interface HealthCheckConfig {
+  intervalMs?: number;
+  /** A check that has not connected by then failed. */
+  timeoutMs?: number;
+  /** Consecutive good checks that bring a down target up, and failed ones that take it down. */
+  rise?: number;
+  fall?: number;
+}
+
+export const HEALTH_DEFAULTS = {
+  failures: 3,
+  ejectMs: 10_000,
+  maxEjectMs: 60_000,
+  check: null,
+} as const;
+
+export const CHECK_DEFAULTS = { intervalMs: 5000, timeoutMs: 2000, rise: 2, fall: 3 } as const;
+
 export interface ListenerConfig {
   host: string;
   port: number;
   mode: 'echo' | 'forward';
+  /** Forward mode: the one upstream (or the first of `targets`). */
   target?: TargetAddress;
+  /** Forward mode: several upstreams, balanced by `balance` (target is then the first). */
+  targets?: UpstreamTarget[];
+  balance?: BalancePolicy;
+  health?: HealthConfig;
   /** AcceptEx operations kept posted. */
   acceptDepth?: number;
   /** Connections at once; what happens to more is `onLimit`. */
@@ -70,6 +112,8 @@ export const LISTENER_DEFAULTS = {
   allow: [] as string[],
   deny: [] as string[],
   proxyProtocol: { send: null, accept: false, timeoutMs: 5000 } as ProxyProtocolConfig,
+  balance: 'round-robin' as BalancePolicy,
+  health: HEALTH_DEFAULTS as HealthConfig,
 } as const;
 
 export interface EngineConfig {

@@ -19,6 +19,110 @@ export const ListenerInput = Type.Object(
         examples: ['127.0.0.1:5201'],
       }),
     ),
+    targets: Type.Optional(
+      Type.Array(
+        Type.Union([
+          Type.String({ minLength: 3, maxLength: 300, description: 'HOST:PORT' }),
+          Type.Object(
+            {
+              address: Type.String({ minLength: 3, maxLength: 300, description: 'HOST:PORT' }),
+              weight: Type.Optional(
+                Type.Integer({
+                  minimum: 1,
+                  maximum: 100,
+                  description: 'Share of new connections relative to the other targets (default 1)',
+                }),
+              ),
+            },
+            { additionalProperties: false },
+          ),
+        ]),
+        {
+          minItems: 1,
+          maxItems: 64,
+          description:
+            'forward only, instead of target: several upstreams, balanced by `balance`, each with passive (and optionally active) health; a connect failure to one is retried on the next within connectTimeoutMs (docs/balancing.md)',
+          examples: [['10.0.0.5:8080', { address: '10.0.0.6:8080', weight: 2 }]],
+        },
+      ),
+    ),
+    balance: Type.Optional(
+      Type.Union(
+        [
+          Type.Literal('round-robin'),
+          Type.Literal('least-connections'),
+          Type.Literal('random-two'),
+        ],
+        {
+          description:
+            "forward with targets: 'round-robin' (default; smooth weighted), 'least-connections' (fewest open per weight), 'random-two' (two weighted-random picks, the less loaded)",
+        },
+      ),
+    ),
+    health: Type.Optional(
+      Type.Object(
+        {
+          failures: Type.Optional(
+            Type.Integer({
+              minimum: 0,
+              maximum: 1000,
+              description:
+                'Consecutive connect failures that eject a target for a cool-down (default 3; 0 = never eject)',
+            }),
+          ),
+          ejectMs: Type.Optional(
+            Type.Integer({
+              minimum: 100,
+              maximum: 3_600_000,
+              description:
+                'The first cool-down; each ejection in a row doubles it up to maxEjectMs (default 10000)',
+            }),
+          ),
+          maxEjectMs: Type.Optional(
+            Type.Integer({
+              minimum: 100,
+              maximum: 86_400_000,
+              description: 'The longest cool-down (default 60000)',
+            }),
+          ),
+          check: Type.Optional(
+            Type.Object(
+              {
+                intervalMs: Type.Optional(
+                  Type.Integer({ minimum: 100, maximum: 3_600_000, description: 'default 5000' }),
+                ),
+                timeoutMs: Type.Optional(
+                  Type.Integer({ minimum: 10, maximum: 600_000, description: 'default 2000' }),
+                ),
+                rise: Type.Optional(
+                  Type.Integer({
+                    minimum: 1,
+                    maximum: 100,
+                    description: 'Good checks in a row that bring a down target up (default 2)',
+                  }),
+                ),
+                fall: Type.Optional(
+                  Type.Integer({
+                    minimum: 1,
+                    maximum: 100,
+                    description: 'Failed checks in a row that take a target down (default 3)',
+                  }),
+                ),
+              },
+              {
+                additionalProperties: false,
+                description:
+                  "Active checks: a TCP connect to each target every intervalMs (HAProxy's `check`); off when absent",
+              },
+            ),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description: "forward: the targets' health (docs/balancing.md)",
+        },
+      ),
+    ),
     acceptDepth: Type.Optional(
       Type.Integer({
         minimum: 1,

@@ -2,8 +2,14 @@
 // over file over defaults). Any error stops start-up with the path of the bad field.
 import { readFileSync } from 'node:fs';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { EngineConfig, ListenerConfig } from '../engine/options.js';
-import { ENGINE_DEFAULTS } from '../engine/options.js';
+import type { ValueError } from '@sinclair/typebox/errors';
+import type {
+  EngineConfig,
+  HealthConfig,
+  ListenerConfig,
+  UpstreamTarget,
+} from '../engine/options.js';
+import { CHECK_DEFAULTS, ENGINE_DEFAULTS, HEALTH_DEFAULTS } from '../engine/options.js';
 import { parseCidr } from '../engine/sources.js';
 import { ACCESS_LOG_DEFAULTS } from './access-log.js';
 import { type Address, AddressError, formatAddress, parseAddress } from './address.js';
@@ -75,12 +81,27 @@ function readConfigFile(path: string): ConfigFile {
   } catch (err) {
     throw new ConfigError(`config file ${path}: not valid JSON (${(err as Error).message})`);
   }
-  const first = configCheck.Errors(data).First();
+  const found = configCheck.Errors(data).First();
+  const first = found && deepestError(found);
   if (first) {
     const where = first.path || '/';
     throw new ConfigError(`config file ${path}: ${where}: ${first.message}`);
   }
   return data as ConfigFile;
+}
+
+/**
+ * For a value that matches no member of a union (a target given as an object with a bad
+ * weight), the error of the member it came closest to: `/targets/1/weight: Expected integer
+ * to be greater or equal to 1`, not `/targets/1: Expected union value`.
+ */
+function deepestError(e: ValueError): ValueError {
+  let best = e;
+  for (const member of e.errors ?? []) {
+    const f = member.First();
+    if (f && f.path.length > best.path.length) best = deepestError(f);
+  }
+  return best;
 }
 
 /**
@@ -159,18 +180,66 @@ export function listenerFromInput(input: ListenerInput, where: string): Listener
     ...(input.proxyProtocol !== undefined ? { proxyProtocol: { ...input.proxyProtocol } } : {}),
   };
   if (input.mode === 'echo') {
-    if (input.target !== undefined)
-      throw new ConfigError(`${where}/target: only a forward listener has a target`);
+    for (const field of ['target', 'targets', 'balance', 'health'] as const)
+      if (input[field] !== undefined)
+        throw new ConfigError(`${where}/${field}: only a forward listener has upstreams`);
     if (input.proxyProtocol?.send !== undefined)
       throw new ConfigError(
         `${where}/proxyProtocol/send: only a forward listener has an upstream to send a PROXY header to`,
       );
     return { ...base, mode: 'echo' };
   }
+  const upstream = {
+    ...(input.balance !== undefined ? { balance: input.balance } : {}),
+    ...(input.health !== undefined
+      ? { health: healthFromInput(input.health, `${where}/health`) }
+      : {}),
+  };
+  if (input.targets !== undefined) {
+    if (input.target !== undefined)
+      throw new ConfigError(`${where}/targets: give target or targets, not both`);
+    const targets = targetsFromInput(input.targets, `${where}/targets`);
+    return { ...base, ...upstream, mode: 'forward', targets };
+  }
   if (input.target === undefined)
-    throw new ConfigError(`${where}/target: a forward listener needs a target HOST:PORT`);
+    throw new ConfigError(
+      `${where}/target: a forward listener needs a target HOST:PORT (or targets)`,
+    );
   const t = address(input.target, `${where}/target`, false);
-  return { ...base, mode: 'forward', target: { host: t.host, port: t.port } };
+  return { ...base, ...upstream, mode: 'forward', target: { host: t.host, port: t.port } };
+}
+
+function targetsFromInput(
+  list: NonNullable<ListenerInput['targets']>,
+  where: string,
+): UpstreamTarget[] {
+  if (list.length === 0) throw new ConfigError(`${where}: at least one target`);
+  const seen = new Map<string, number>();
+  return list.map((item, i) => {
+    const text = typeof item === 'string' ? item : item.address;
+    const a = address(text, `${where}/${i}`, false);
+    const key = formatAddress(a);
+    const first = seen.get(key);
+    if (first !== undefined)
+      throw new ConfigError(`${where}/${i}: ${key} is already target ${first}`);
+    seen.set(key, i);
+    const weight = typeof item === 'string' ? undefined : item.weight;
+    return { host: a.host, port: a.port, ...(weight !== undefined ? { weight } : {}) };
+  });
+}
+
+function healthFromInput(h: NonNullable<ListenerInput['health']>, where: string): HealthConfig {
+  const ejectMs = h.ejectMs ?? HEALTH_DEFAULTS.ejectMs;
+  if (h.maxEjectMs !== undefined && h.maxEjectMs < ejectMs)
+    throw new ConfigError(
+      `${where}/maxEjectMs: ${h.maxEjectMs} is shorter than ejectMs (${ejectMs})`,
+    );
+  const c = h.check;
+  if (c && c.timeoutMs !== undefined && c.timeoutMs > (c.intervalMs ?? CHECK_DEFAULTS.intervalMs))
+    throw new ConfigError(`${where}/check/timeoutMs: longer than the check interval`);
+  // A first cool-down longer than the default longest one raises that, rather than being cut.
+  const maxEjectMs = h.maxEjectMs ?? Math.max(HEALTH_DEFAULTS.maxEjectMs, ejectMs);
+  return { ...h, maxEjectMs, ...(c ? { check: { ...c } } : {}) };
 }
 
 /** A --listener flag as a config-file listener entry. */

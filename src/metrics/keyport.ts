@@ -11,6 +11,7 @@ import {
 } from '../engine/close-reasons.js';
 import type { EngineObserver } from '../engine/engine.js';
 import { REJECT_REASONS, type RejectReason } from '../engine/sources.js';
+import type { Upstream } from '../engine/upstreams.js';
 import { VERSION } from '../version.js';
 import { Exposition, type Rendered } from './exposition.js';
 import {
@@ -27,7 +28,12 @@ export interface MetricsEngine {
   readonly ops: { inFlightOfKind(kind: OpKind): number; readonly quarantined: number };
   readonly listeners: ReadonlyMap<
     string,
-    { readonly id: string; connections: { size: number }; readonly degraded: boolean }
+    {
+      readonly id: string;
+      connections: { size: number };
+      readonly degraded: boolean;
+      readonly upstreams?: { readonly list: readonly Upstream[] } | null;
+    }
   >;
   readonly anomalies: { readonly counts: Readonly<Record<AnomalyKind, number>> };
   readonly connections: ReadonlyMap<string, ConnectionLike>;
@@ -237,6 +243,60 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.inline);
+    const perTarget = (
+      name: string,
+      help: string,
+      type: 'gauge' | 'counter',
+      value: (u: Upstream, now: number) => number,
+    ) =>
+      new CollectedFamily(name, help, type, () => {
+        const now = performance.now();
+        const out: { labels: Record<string, string>; value: number }[] = [];
+        for (const l of this.engine.listeners.values())
+          for (const u of l.upstreams?.list ?? [])
+            out.push({ labels: { listener: l.id, target: u.label }, value: value(u, now) });
+        return out;
+      });
+    x.add(
+      perTarget(
+        'keyport_upstream_up',
+        '1 while a forward target gets new connections; 0 while it is ejected (connect failures) or down (active checks)',
+        'gauge',
+        (u, now) => (u.state(now) === 'up' ? 1 : 0),
+      ),
+    );
+    x.add(
+      perTarget(
+        'keyport_upstream_connections',
+        'Client connections sent to a target now (connecting or open)',
+        'gauge',
+        (u) => u.connections,
+      ),
+    );
+    x.add(
+      perTarget(
+        'keyport_upstream_connections_total',
+        'Client connections a target accepted',
+        'counter',
+        (u) => u.connectionsTotal,
+      ),
+    );
+    x.add(
+      perTarget(
+        'keyport_upstream_target_failures_total',
+        'Connects to a target that failed (every address its name resolved to), retried on the next target when one is left',
+        'counter',
+        (u) => u.connectFailuresTotal,
+      ),
+    );
+    x.add(
+      perTarget(
+        'keyport_upstream_ejections_total',
+        'Times a target was ejected for a cool-down after consecutive connect failures',
+        'counter',
+        (u) => u.ejectionsTotal,
+      ),
+    );
     x.add(
       new CollectedFamily(
         'keyport_completion_anomalies_total',

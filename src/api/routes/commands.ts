@@ -5,7 +5,7 @@ import { networkInterfaces } from 'node:os';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { ListenError } from '../../engine/engine.js';
-import type { ListenerConfig } from '../../engine/options.js';
+import type { ListenerConfig, TargetAddress } from '../../engine/options.js';
 import { ConfigError, listenerFromInput } from '../../main/config.js';
 import { ListenerInput } from '../../main/config-schema.js';
 import { StateWriteError } from '../../main/lifecycle.js';
@@ -97,8 +97,22 @@ async function refusal(
       );
     }
   }
-  if (config.mode !== 'forward' || !config.target) return null;
-  const target = config.target;
+  if (config.mode !== 'forward') return null;
+  const targets = config.targets ?? (config.target ? [config.target] : []);
+  for (const [i, target] of targets.entries()) {
+    const why = await targetRefused(target, policy, api, resolve);
+    if (why) return `${config.targets ? `body/targets/${i}` : 'body/target'}: ${why}`;
+  }
+  return null;
+}
+
+/** Why a forward target is refused (the API itself, or outside api.allowTargets), or null. */
+async function targetRefused(
+  target: TargetAddress,
+  policy: ListenerPolicy,
+  api: { address: string; port: number }[],
+  resolve: (host: string) => Promise<string[]>,
+): Promise<string | null> {
   const shown = formatHostPort(target.host, target.port);
   let addresses: string[] = [];
   if (isIP(target.host)) addresses = [target.host];
@@ -121,21 +135,17 @@ async function refusal(
         local?.has(u)
       ) {
         return (
-          `body/target: ${shown} refused: it is keyport's own API address, and a forward to it would expose the API ` +
+          `${shown} refused: it is keyport's own API address, and a forward to it would expose the API ` +
           "on a data port (to whoever can reach that listener, bypassing the API's own bind and checks)"
         );
       }
     }
   }
-  if (policy.allowTargets) {
-    if (!matchTarget(policy.allowTargets, target, addresses)) {
-      return (
-        `body/target: ${shown} refused: it matches no rule of api.allowTargets (${policy.allowTargets.map((r) => r.text).join(', ') || 'empty: no forward target is allowed'})` +
-        (addresses.length > 0 && !isIP(target.host)
-          ? `; it resolves to ${addresses.join(', ')}`
-          : '')
-      );
-    }
+  if (policy.allowTargets && !matchTarget(policy.allowTargets, target, addresses)) {
+    return (
+      `${shown} refused: it matches no rule of api.allowTargets (${policy.allowTargets.map((r) => r.text).join(', ') || 'empty: no forward target is allowed'})` +
+      (addresses.length > 0 && !isIP(target.host) ? `; it resolves to ${addresses.join(', ')}` : '')
+    );
   }
   return null;
 }

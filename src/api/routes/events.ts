@@ -30,6 +30,7 @@ export const EVENT_TYPES = [
   'connection-closed',
   'op-cancelled',
   'anomaly',
+  'upstream',
   'error',
 ] as const;
 
@@ -57,7 +58,9 @@ const STREAM_DESCRIPTION = [
   "with, the listener's; closed: `reason`, `abortive`, `bytesIn`, `bytesOut`, `upstreamBytesIn`,",
   '`upstreamBytesOut`); `op-cancelled` carries `record`, `op`, `key`, `status`; `anomaly` (a completion',
   'refused because its key or record disagrees with what was issued) carries `kind` (stray,',
-  'key-mismatch, duplicate), `key` as dequeued, `expectedKey`, `record`, `op`; `error` carries `op`, `error`,',
+  'key-mismatch, duplicate), `key` as dequeued, `expectedKey`, `record`, `op`; `upstream` (a forward',
+  'target ejected after connect failures, down by its checks, or up again) carries `listener`, `target`,',
+  '`state` (up, ejected, down), `error`, `forMs` (the cool-down); `error` carries `op`, `error`,',
   '`key` (with a browser EventSource, note that its own connection errors are `error` events',
   'too, without data). A comment line (`: heartbeat`) comes every 15 s. Past events are not replayed.',
   `Bounded per client: one that does not read and lets ${EVENTS_CLIENT_BUFFER_BYTES / 1024} KiB`,

@@ -16,11 +16,52 @@ export const KeyOwner = Type.Object(
       Type.Literal('listener'),
       Type.Literal('connection'),
       Type.Literal('engine'),
+      Type.Literal('check'),
     ]),
-    id: Type.String(),
+    id: Type.String({
+      description: 'The listener, connection or engine part; for a check, its listener',
+    }),
     side: Type.Optional(Type.Union([Type.Literal('client'), Type.Literal('upstream')])),
+    target: Type.Optional(
+      Type.String({ description: 'check: the upstream target an active health check dials' }),
+    ),
   },
   { $id: 'KeyOwner', description: 'Who a completion key belongs to' },
+);
+
+const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+export const UpstreamView = Type.Object(
+  {
+    target: Type.String({ description: 'HOST:PORT as configured', example: '10.0.0.5:8080' }),
+    weight: Type.Integer({ description: 'Share of new connections relative to the others' }),
+    state: Type.Union([Type.Literal('up'), Type.Literal('ejected'), Type.Literal('down')], {
+      description:
+        'up; ejected: consecutive connect failures, cooling down until ejectedUntil; down: active checks fail',
+    }),
+    connections: Type.Integer({ description: 'Client connections sent to it now' }),
+    connectionsTotal: Type.Integer({ description: 'Client connections it accepted, ever' }),
+    connectFailuresTotal: Type.Integer(),
+    consecutiveFailures: Type.Integer(),
+    ejectedUntil: NullableTime,
+    ejectionsTotal: Type.Integer(),
+    lastError: Nullable(Type.String({ description: 'The last connect error to it' })),
+    lastErrorAt: NullableTime,
+    check: Type.Union(
+      [
+        Type.Object({
+          state: Type.Union([Type.Literal('up'), Type.Literal('down'), Type.Literal('unknown')]),
+          checksTotal: Type.Integer(),
+          failuresTotal: Type.Integer(),
+          lastError: Nullable(Type.String()),
+          lastCheckAt: NullableTime,
+        }),
+        Type.Null(),
+      ],
+      { description: 'Active health checks (health.check); null when off' },
+    ),
+  },
+  { $id: 'Upstream', description: "One of a forward listener's targets" },
 );
 
 export const ListenerView = Type.Object(
@@ -29,7 +70,19 @@ export const ListenerView = Type.Object(
     mode: Type.Union([Type.Literal('echo'), Type.Literal('forward')]),
     address: Type.String({ description: 'Bound address', example: '127.0.0.1:7007' }),
     target: Type.Union([Type.String(), Type.Null()], {
-      description: 'Forward target as configured',
+      description: 'Forward target as configured (the first of several)',
+    }),
+    balance: Type.Union(
+      [
+        Type.Literal('round-robin'),
+        Type.Literal('least-connections'),
+        Type.Literal('random-two'),
+        Type.Null(),
+      ],
+      { description: 'How new connections are spread over the targets; null for echo' },
+    ),
+    upstreams: Type.Array(RefTo(UpstreamView), {
+      description: 'Forward: each target with its health and load (empty for echo)',
     }),
     state: Type.String({
       description:

@@ -709,11 +709,28 @@
     set('#t-out', state.metricsOff ? 'off' : fmtRate(tp?.out, true));
   }
 
+  /**
+   * A forward listener's targets: one line each with its state and load (several targets), or
+   * the one target; a target that is not up is marked, with its last error in the title.
+   */
+  function targetsCell(l) {
+    const ups = l.upstreams ?? [];
+    if (ups.length <= 1 && (ups[0]?.state ?? 'up') === 'up') return esc(l.target ?? '–');
+    const line = (u) => {
+      const cls = u.state === 'up' ? 'ok' : u.state === 'ejected' ? 'warn' : 'bad';
+      const why = u.lastError ? ` — last error ${u.lastError}` : '';
+      return `<div class="upstream" data-target="${esc(u.target)}" title="${esc(
+        `${u.connectionsTotal} connected, ${u.connectFailuresTotal} failed${why}`,
+      )}">${esc(u.target)} <span class="badge ${cls}">${esc(u.state)}</span> ${u.connections}</div>`;
+    };
+    return `${ups.length > 1 ? `<div class="muted">${esc(l.balance)}</div>` : ''}${ups.map(line).join('')}`;
+  }
+
   function renderListeners() {
     const rows = state.listeners.map(
       (l) => `<tr data-id="${esc(l.id)}">
         <td class="mono">${esc(l.id)}</td><td>${esc(l.mode)}</td>
-        <td class="mono">${esc(l.address)}</td><td class="mono">${esc(l.target ?? '–')}</td>
+        <td class="mono">${esc(l.address)}</td><td class="mono">${targetsCell(l)}</td>
         <td>${stateBadge(l.state)}</td><td class="mono key">${esc(l.key ?? '–')}</td>
         <td class="num">${l.acceptsPending} / ${l.acceptDepth}</td>
         <td class="num">${l.connections} / ${l.maxConnections}</td>
@@ -928,6 +945,10 @@
         return `${e.connection} ${e.abortive ? 'reset' : 'closed'}: ${e.reason} · in ${fmtBytes(e.bytesIn)}, out ${fmtBytes(e.bytesOut)}`;
       case 'op-cancelled':
         return `${e.op} ${e.record} of ${e.connection ?? e.listener ?? e.key} → ${e.status ?? 'pending'}`;
+      case 'upstream':
+        return `${e.listener} target ${e.target} ${e.state}${e.error ? `: ${e.error}` : ''}${
+          e.forMs ? ` for ${fmtMs(e.forMs)}` : ''
+        }`;
       case 'error':
         return `${e.op} of ${e.connection ?? e.listener ?? e.key} failed: ${e.error}`;
       default:
@@ -942,6 +963,7 @@
     'connection-opened': 'opened',
     'connection-closed': 'closed',
     'op-cancelled': 'cancelled',
+    upstream: 'upstream',
     error: 'error',
   };
 
@@ -952,6 +974,7 @@
     'connection-opened': 'info',
     'connection-closed': '',
     'op-cancelled': 'warn',
+    upstream: 'warn',
     error: 'bad',
   };
 
