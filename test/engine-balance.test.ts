@@ -2,7 +2,8 @@
 // least-connections and random-two over real upstreams, passive health (a target that refuses
 // is ejected, the clients notice nothing, it comes back after its cool-down), panic mode (every
 // target ejected: keyport tries them all anyway), active checks (a target is taken down and up
-// again with no client connecting), and the config and API errors that name the field.
+// again with no client connecting), the status page's view of the targets (Chromium), and the
+// config and API errors that name the field.
 //
 // The upstreams are Node servers in this process on 127.0.0.1, at ports below the ephemeral
 // range (freePort: a refused connect to a port inside it may connect to itself), so that one can
@@ -10,9 +11,11 @@
 // then echoes: a client knows which upstream served it, and each server counts what it saw.
 // Every count asserted is one the peers observed (greetings, the servers' accepts and open
 // sockets), compared with what GET /listeners/{id} and /metrics say.
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { chromium } from 'playwright-core';
 import t, { type Test } from 'tap';
 import { portOf, request } from './helpers/http.js';
 import { ERR, logRecords, OUT_DIR, startKeyport } from './helpers/keyport.js';
@@ -20,6 +23,7 @@ import { metric } from './helpers/metrics.js';
 import { openEvents } from './helpers/sse.js';
 import { closed, connect, freePort, payload, readBytes, until } from './helpers/tcp.js';
 
+const CHROMIUM = '/usr/bin/chromium';
 const dir = join(OUT_DIR, `balance-${process.pid}`);
 mkdirSync(dir, { recursive: true });
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -784,6 +788,48 @@ t.test('POST /listeners takes targets, and names the field it refuses', async (t
   const { counts } = await visits(portOf(r.body.address), 8, { echo: 64 });
   t.equal((counts['api-a'] ?? 0) + (counts['api-b'] ?? 0), 8, 'it serves, from its targets');
   t.equal((await api('DELETE', `/listeners/${r.body.id}?mode=abort`)).status, 202);
+});
+
+t.test('the status page lists each target with its state', async (t) => {
+  if (!existsSync(CHROMIUM)) {
+    t.fail(`${CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)`);
+    return;
+  }
+  const dead = `127.0.0.1:${await freePort()}`;
+  const r = await api(
+    'POST',
+    '/listeners',
+    fwd({ targets: [apiA.target, dead], health: { failures: 1, ejectMs: 60_000 } }),
+  );
+  t.equal(r.status, 201, 'a listener with a live and a dead target');
+  t.teardown(() => api('DELETE', `/listeners/${r.body.id}?mode=abort`));
+  const { counts } = await visits(portOf(r.body.address), 4, { echo: 16 });
+  t.equal(counts['api-a'], 4, 'every client served by the live target');
+  const userData = mkdtempSync(join(tmpdir(), 'keyport-chromium-'));
+  const browser = await chromium.launchPersistentContext(userData, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run'],
+  });
+  t.teardown(async () => {
+    await browser.close();
+    rmSync(userData, { recursive: true, force: true });
+  });
+  const page = await browser.newPage();
+  await page.goto(`${k.api}/`);
+  const badge = (target: string) =>
+    `#listeners tr[data-id="${r.body.id}"] .upstream[data-target="${target}"] .badge`;
+  await page.waitForSelector(badge(dead), { timeout: 15_000 });
+  t.equal(await page.textContent(badge(dead)), 'ejected', `${dead}: ejected on the page`);
+  t.equal(await page.textContent(badge(apiA.target)), 'up', `${apiA.target}: up on the page`);
+  t.match(
+    await page.getAttribute(
+      `#listeners tr[data-id="${r.body.id}"] .upstream[data-target="${dead}"]`,
+      'title',
+    ),
+    ERR.refused,
+    'its last error in the title',
+  );
 });
 
 t.test('a config file with bad targets stops start-up, naming the field', async (t) => {
