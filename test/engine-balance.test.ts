@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import t, { type Test } from 'tap';
+import type { ListenerSnapshot, UpstreamSnapshot } from '../src/engine/control.js';
 import { portOf, request } from './helpers/http.js';
 import { ERR, logRecords, OUT_DIR, startKeyport } from './helpers/keyport.js';
 import { metric } from './helpers/metrics.js';
@@ -177,35 +178,12 @@ async function release(held: Visit[]): Promise<void> {
   );
 }
 
-interface CheckView {
-  state: 'up' | 'down' | 'unknown';
-  checksTotal: number;
-  failuresTotal: number;
-  lastError: string | null;
-  lastCheckAt: string | null;
-}
-interface UpstreamView {
-  target: string;
-  weight: number;
-  state: 'up' | 'ejected' | 'down';
-  connections: number;
-  connectionsTotal: number;
-  connectFailuresTotal: number;
-  consecutiveFailures: number;
-  ejectedUntil: string | null;
-  ejectionsTotal: number;
-  lastError: string | null;
-  lastErrorAt: string | null;
-  check: CheckView | null;
-}
-interface ListenerView {
-  id: string;
-  address: string;
-  mode: string;
-  target: string | null;
-  balance: string | null;
-  upstreams: UpstreamView[];
-}
+/** The views as the API answers them (the engine's own snapshot types). */
+type UpstreamView = UpstreamSnapshot;
+type ListenerView = Pick<
+  ListenerSnapshot,
+  'id' | 'address' | 'mode' | 'target' | 'balance' | 'upstreams'
+>;
 
 // ---- the upstreams, the config file, keyport ----
 
