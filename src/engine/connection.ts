@@ -22,6 +22,9 @@ export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
 /** RFC 8305 §5's Connection Attempt Delay: the next address starts if the last has not connected by then. */
 const ATTEMPT_DELAY_MS = 250;
 
+/** No target tried yet (shared: a connection allocates its list only when it picks one). */
+const NO_TARGETS: readonly Upstream[] = [];
+
 export class Connection implements OpOwner {
   state: ConnectionState = 'connecting';
   readonly createdAt = Date.now();
@@ -52,7 +55,7 @@ export class Connection implements OpOwner {
    * to, and how many of them were tried.
    */
   target: Upstream | null = null;
-  private readonly targetsTried = new Set<Upstream>();
+  private targetsTried: readonly Upstream[] = NO_TARGETS;
   /** Connects in flight to the target's addresses (several race: RFC 8305), and the stagger. */
   private attempts: Endpoint[] = [];
   private stagger: NodeJS.Timeout | null = null;
@@ -160,7 +163,7 @@ export class Connection implements OpOwner {
       this.abort('forward listener without target');
       return;
     }
-    this.targetsTried.add(u);
+    this.targetsTried = [...this.targetsTried, u]; // rarely more than one
     upstreams.attach(u);
     this.target = u;
     this.candidates = [];
@@ -258,7 +261,7 @@ export class Connection implements OpOwner {
     const u = this.target;
     if (!upstreams || !u) return false;
     upstreams.connectFailed(u, name);
-    if (this.state !== 'connecting' || this.targetsTried.size >= upstreams.list.length)
+    if (this.state !== 'connecting' || this.targetsTried.length >= upstreams.list.length)
       return false;
     if (performance.now() >= this.connectDeadline || this.attempts.length > 0) return false;
     upstreams.detach(u);
@@ -269,7 +272,7 @@ export class Connection implements OpOwner {
 
   private triedNote(): string {
     const notes: string[] = [];
-    if (this.targetsTried.size > 1) notes.push(`${this.targetsTried.size} targets tried`);
+    if (this.targetsTried.length > 1) notes.push(`${this.targetsTried.length} targets tried`);
     if (this.tried > 1) notes.push(`${this.tried} addresses tried`);
     return notes.length > 0 ? ` (${notes.join(', ')})` : '';
   }

@@ -97,8 +97,13 @@ export class Upstreams {
    * The target for a new connection, among those it has not tried yet: the fit ones by the
    * policy; when none is fit, any (panic); null when every one was tried.
    */
-  pick(tried: ReadonlySet<Upstream>, now = performance.now()): Upstream | null {
-    const left = this.list.filter((u) => !tried.has(u));
+  pick(tried: readonly Upstream[], now = performance.now()): Upstream | null {
+    if (this.list.length === 1) {
+      // One target (a plain `target`): nothing to choose, not even in panic.
+      const only = this.list[0] as Upstream;
+      return tried.includes(only) ? null : only;
+    }
+    const left = this.list.filter((u) => !tried.includes(u));
     if (left.length === 0) return null;
     const fit = left.filter((u) => u.state(now) === 'up');
     const from = fit.length > 0 ? fit : left;
