@@ -30,10 +30,10 @@ const allTests = readdirSync(join(root, 'test'))
 const engineTests = allTests.filter((f) => /^test\/(engine-|commands|metrics|api-)/.test(f));
 
 /**
- * A full run takes two test files at a time (most of a test's time is waiting: on Wine's start,
- * on timeouts, on peers), which brings CI from ~42 to under 30 minutes on two cores. These
- * compare the data plane's latency or rate under load within the run, so they run afterwards,
- * one at a time, with the machine to themselves.
+ * The Wine 8 and native passes take two test files at a time (most of a test's time is waiting:
+ * on Wine's start, on timeouts, on peers), which brings CI from ~42 to ~34 minutes on two cores.
+ * These compare the data plane's latency or rate under load within the run, so they run
+ * afterwards, one at a time, with the machine to themselves.
  */
 const ALONE = ['test/api-at-scale.test.ts', 'test/engine-churn.test.ts'];
 
