@@ -3,6 +3,7 @@
 // (start and stop listeners, close connections, cancel ops).
 
 import type { OpKind } from './backend.js';
+import { formatTarget } from './connect-failures.js';
 import type { Connection } from './connection.js';
 import { formatSocketAddress } from './endpoint.js';
 import { type CancelOutcome, type Engine, ListenError } from './engine.js';
@@ -275,9 +276,7 @@ export class EngineControl {
       id: l.id,
       mode: l.mode,
       address: formatSocketAddress(l.bound) ?? '',
-      target: l.target
-        ? `${l.target.host.includes(':') ? `[${l.target.host}]` : l.target.host}:${l.target.port}`
-        : null,
+      target: l.target ? formatTarget(l.target) : null,
       balance: l.upstreams?.policy ?? null,
       upstreams: l.upstreams ? l.upstreams.list.map((u) => upstreamSnapshot(u, now)) : [],
       state: l.degraded ? 'degraded' : l.state,

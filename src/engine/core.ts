@@ -9,6 +9,7 @@ import type { ListenerConfig } from './options.js';
 import type { OpRecord } from './records.js';
 import type { RejectReason } from './sources.js';
 import type { SplicePipes } from './splice.js';
+import type { UpstreamState } from './upstreams.js';
 
 /** An object that starts ops and is told when each completes (after its dequeue). */
 export interface OpOwner {
@@ -57,7 +58,7 @@ export interface EngineCore {
   upstreamChanged(
     listener: Listener,
     target: string,
-    state: 'up' | 'ejected' | 'down',
+    state: UpstreamState,
     error: string | null,
     forMs: number | null,
   ): void;

@@ -36,6 +36,7 @@ import { OpPool, type OpRecord } from './records.js';
 import { type RejectReason, SourceRules } from './sources.js';
 import { SplicePipes } from './splice.js';
 import { keyAsDequeued } from './trace.js';
+import type { UpstreamState } from './upstreams.js';
 
 /** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
 export interface EngineObserver {
@@ -737,7 +738,7 @@ export class Engine implements EngineCore, CompletionSink {
   upstreamChanged(
     listener: Listener,
     target: string,
-    state: 'up' | 'ejected' | 'down',
+    state: UpstreamState,
     error: string | null,
     forMs: number | null,
   ): void {

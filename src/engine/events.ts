@@ -1,6 +1,8 @@
 // What happens in the engine, as events for live views (GET /events). Built only while someone
 // listens, so an engine nobody watches pays one boolean test per event site.
 
+import type { UpstreamState } from './upstreams.js';
+
 export type EngineEvent =
   | {
       type: 'listener-up';
@@ -64,7 +66,7 @@ export type EngineEvent =
       at: number;
       listener: string;
       target: string;
-      state: 'up' | 'ejected' | 'down';
+      state: UpstreamState;
       /** The error that took it out (null when it came back). */
       error: string | null;
       /** ejected: the cool-down. */

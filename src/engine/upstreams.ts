@@ -5,6 +5,7 @@
 // first connect decides: success makes it up (the backoff starts over), failure ejects it for
 // twice as long. Active checks (health-check.ts) may also mark a target down. When no target is
 // fit, every one is tried anyway: a try costs a connect, a refusal costs the client.
+import { formatTarget } from './connect-failures.js';
 import type { BalancePolicy, HealthConfig, UpstreamTarget } from './options.js';
 import { CHECK_DEFAULTS, HEALTH_DEFAULTS } from './options.js';
 
@@ -48,7 +49,7 @@ export class Upstream {
     readonly target: UpstreamTarget,
     checked: boolean,
   ) {
-    this.label = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+    this.label = formatTarget(target);
     this.weight = target.weight ?? 1;
     this.check = checked ? new CheckState() : null;
   }
