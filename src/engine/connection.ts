@@ -7,7 +7,12 @@
 // Sockets are closed only once no op is in flight, then the keys are released.
 import { BackendError, type OpKind, type SocketAddress } from './backend.js';
 import type { EngineCore, OpOwner } from './core.js';
-import { connectedToItself, Endpoint, formatSocketAddress } from './endpoint.js';
+import {
+  connectedToItself,
+  type Endpoint,
+  formatSocketAddress,
+  openConnectEndpoint,
+} from './endpoint.js';
 import type { Listener } from './listener.js';
 import { Pipe } from './pipe.js';
 import { ProxyHeaderReader, type ProxyHeaderResult } from './proxy-header-reader.js';
@@ -199,20 +204,14 @@ export class Connection implements OpOwner {
   private connectNext(): void {
     this.clearStagger();
     const addr = this.candidates[this.tried++] as SocketAddress;
-    const backend = this.core.backend;
-    let sock = -1;
     let ep: Endpoint;
     try {
-      sock = backend.createSocket(addr.family);
-      backend.bindAny(sock, addr.family);
-      const key = this.core.assignKey(sock, { kind: 'connection', id: this.id, side: 'upstream' });
-      ep = new Endpoint('upstream', sock, key, backend);
-      this.attempts.push(ep);
-      this.upstream = ep;
-      backend.associate(sock, key.key);
+      ep = openConnectEndpoint(this.core, addr.family, {
+        kind: 'connection',
+        id: this.id,
+        side: 'upstream',
+      });
     } catch (err) {
-      if (sock !== -1 && !this.attempts.some((a) => a.sock === sock))
-        backend.closeSocket(sock, true);
       // Out of sockets or handles (EMFILE, WSAENOBUFS), no port to bind (WSAEADDRINUSE): the
       // upstream cannot be reached either, and is counted and logged as such.
       const name = err instanceof BackendError ? err.errorName : 'UNKNOWN';
@@ -220,6 +219,8 @@ export class Connection implements OpOwner {
       this.abort(`upstream socket: ${(err as Error).message}`, name);
       return;
     }
+    this.attempts.push(ep);
+    this.upstream = ep;
     ep.remote = addr;
     const rec = this.core.newOp('connect', ep.key, this);
     rec.peer = addr;

@@ -1,7 +1,8 @@
 // One socket of a connection (the client's, or the upstream's in forward mode) under its own
 // completion key, with its byte counts and its addresses, asked of the socket when first needed.
 import type { SocketAddress } from './backend.js';
-import type { KeyEntry } from './keys.js';
+import type { EngineCore } from './core.js';
+import type { KeyEntry, KeyOwner } from './keys.js';
 
 /** Where an endpoint asks its addresses from (the backend). */
 export interface AddressSource {
@@ -84,4 +85,29 @@ function ask(read: () => SocketAddress | null): SocketAddress | null {
 export function formatSocketAddress(a: SocketAddress | null): string | null {
   if (!a) return null;
   return a.family === 6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+/**
+ * A socket for an outgoing connect (an upstream attempt, a health check): created, bound to the
+ * wildcard (ConnectEx needs a bound socket), given a key of its own and associated with the
+ * port. When a step fails nothing is left open or assigned, and the error is rethrown.
+ */
+export function openConnectEndpoint(
+  core: EngineCore,
+  family: SocketAddress['family'],
+  owner: KeyOwner,
+): Endpoint {
+  const backend = core.backend;
+  const sock = backend.createSocket(family);
+  let key: KeyEntry | null = null;
+  try {
+    backend.bindAny(sock, family);
+    key = core.assignKey(sock, owner);
+    backend.associate(sock, key.key);
+    return new Endpoint('upstream', sock, key, backend);
+  } catch (err) {
+    backend.closeSocket(sock, true);
+    if (key) core.releaseKey(key);
+    throw err;
+  }
 }

@@ -5,7 +5,7 @@
 // cancelled and counts as failed; a round skips a target whose last check is still in flight.
 import { BackendError, type SocketAddress } from './backend.js';
 import type { EngineCore, OpOwner } from './core.js';
-import { connectedToItself, Endpoint } from './endpoint.js';
+import { connectedToItself, type Endpoint, openConnectEndpoint } from './endpoint.js';
 import type { OpRecord } from './records.js';
 import { literalAddress, upstreamAddresses } from './upstream-addresses.js';
 import type { Upstream, Upstreams } from './upstreams.js';
@@ -71,24 +71,14 @@ export class HealthChecks implements OpOwner {
       this.busy.delete(u);
       return;
     }
-    const backend = this.core.backend;
-    let sock = -1;
-    let ep: Endpoint | null = null;
+    let ep: Endpoint;
     try {
-      sock = backend.createSocket(addr.family);
-      backend.bindAny(sock, addr.family);
-      const key = this.core.assignKey(sock, {
+      ep = openConnectEndpoint(this.core, addr.family, {
         kind: 'check',
         id: this.listenerId,
         target: u.label,
       });
-      ep = new Endpoint('upstream', sock, key, backend);
-      backend.associate(sock, key.key);
     } catch (err) {
-      if (ep) {
-        backend.closeSocket(sock, true);
-        this.core.releaseKey(ep.key);
-      } else if (sock !== -1) backend.closeSocket(sock, true);
       this.busy.delete(u);
       this.record(u, false, err instanceof BackendError ? err.errorName : 'UNKNOWN');
       return;
