@@ -1,7 +1,7 @@
 import t from 'tap';
-import { AddressError, formatAddress, parseAddress } from '../src/main/address.js';
-import { CliError, type CliOptions, parseCli, USAGE } from '../src/main/cli.js';
-import { resolveCli } from '../src/main/defaults.js';
+import { AddressError, formatAddress, parseAddress } from '../src/config/address.js';
+import { CliError, type CliOptions, parseCli, USAGE } from '../src/config/cli.js';
+import { resolveCli } from '../src/config/defaults.js';
 
 const v4 = (host: string, port: number) => ({ host, port, family: 4 as const });
 const v6 = (host: string, port: number) => ({ host, port, family: 6 as const });

@@ -1,7 +1,7 @@
 // keyport_connections_closed_total{reason}: every close reason the engine records (src/engine)
 // maps to one bounded kind; details (error names, addresses, byte counts) never reach a label.
 import t from 'tap';
-import { CLOSE_REASON_KINDS, closeReasonKind } from '../src/engine/close-reasons.js';
+import { CLOSE_REASON_KINDS, closeReasonKind } from '../src/engine/relay/close-reasons.js';
 
 const cases: [string | null, string][] = [
   ['eof', 'eof'],

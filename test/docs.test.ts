@@ -46,7 +46,7 @@ t.test('docs/configuration.md and docs/api.md are what the generators write', as
     t.equal(r.status, 0, `${script} --check: ${r.stdout}${r.stderr}`.trim());
   }
   const config = readFileSync(join(DOCS, 'configuration.md'), 'utf8');
-  const { ConfigFile } = await import('../dist/main/config-schema.js');
+  const { ConfigFile } = await import('../dist/config/schema.js');
   const listener = ConfigFile.properties.listeners.items.properties;
   for (const name of Object.keys(listener)) {
     t.match(config, `\`listeners[].${name}\``, `the reference has listeners[].${name}`);
@@ -138,7 +138,7 @@ t.test('every `npm run X` is a script of package.json', async (t) => {
 t.test(
   "every keyport flag is in keyport's USAGE, every drain flag in the drain tool",
   async (t) => {
-    const { USAGE } = await import('../dist/main/cli.js');
+    const { USAGE } = await import('../dist/config/cli.js');
     const known = new Set([...USAGE.matchAll(/(?:^|\s)(--?[a-z][\w-]*)/g)].map((m) => m[1]));
     const drainSource = readFileSync(join(ROOT, 'deploy', 'keyport-drain.mjs'), 'utf8');
     const drainFlags = new Set(

@@ -62,7 +62,7 @@ const REPLAY = (seed: number) =>
 const KNOWN: Array<{ backend: string; check: Check; cause: Cause; todo: string }> = [
   // Empty since defect 8 was fixed: under Wine a peer's RST could complete the posted WSARecv
   // as a 0-byte read, which keyport passed on as a FIN; keyport now asks the socket at every EOF
-  // (src/engine/pipe.ts, Backend.resetBehindEof). Add an entry here only for a new known defect.
+  // (src/engine/relay/direction.ts, Backend.resetBehindEof). Add an entry here only for a new known defect.
 ];
 
 function knownTodo(f: Failure): string | undefined {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
-import { listenerFromInput } from '../src/main/config.js';
-import { ConfigFile } from '../src/main/config-schema.js';
-import { parseNetsh, translateRules } from '../src/main/import-netsh.js';
+import { parseNetsh, translateRules } from '../src/config/import-netsh.js';
+import { ConfigFile } from '../src/config/schema.js';
+import { listenerFromInput } from '../src/config/settings.js';
 import { OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
 import { connect, freePort, payload, readBytes, upstream } from './helpers/tcp.js';
 

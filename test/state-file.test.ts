@@ -3,7 +3,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { pointerAt, readStateFile, writeStateFile } from '../src/main/state-file.js';
+import { pointerAt, readStateFile, writeStateFile } from '../src/config/state-file.js';
 import { ROOT } from './helpers/keyport.js';
 
 const dir = join(ROOT, 'test-output', `state-unit-${process.pid}`);

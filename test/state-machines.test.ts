@@ -1,4 +1,4 @@
-// Unit tests of the engine's state machines — listener, connection, relay pipe, key table, op
+// Unit tests of the engine's state machines — listener, connection, relay direction, key table, op
 // table, completion checks, cancels, shutdown — driven through the real Engine against a fake
 // backend (test/helpers/fake-backend.ts) in which the test plays the kernel: it decides when and
 // how every op completes, with which key, and what the record's memory says. Assertions are on
@@ -6,15 +6,15 @@
 // shut down) and on what the engine reported (events, counters, observer calls).
 // In-process, no sockets, no FFI.
 import t, { type Test } from 'tap';
-import { BufferPool } from '../src/engine/buffers.js';
-import { ConnectFailureLog, formatTarget } from '../src/engine/connect-failures.js';
-import type { Connection } from '../src/engine/connection.js';
 import { type CancelOutcome, Engine } from '../src/engine/engine.js';
 import type { EngineEvent } from '../src/engine/events.js';
-import { type KeyEntry, KeyTable } from '../src/engine/keys.js';
-import type { Listener } from '../src/engine/listener.js';
 import type { EngineConfig, ListenerConfig } from '../src/engine/options.js';
-import { OpPool } from '../src/engine/records.js';
+import { ConnectFailureLog, formatTarget } from '../src/engine/relay/connect-failures.js';
+import type { Connection } from '../src/engine/relay/connection.js';
+import type { Listener } from '../src/engine/relay/listener.js';
+import { BufferPool } from '../src/engine/tables/buffers.js';
+import { type KeyEntry, KeyTable } from '../src/engine/tables/keys.js';
+import { OpPool } from '../src/engine/tables/ops.js';
 import {
   BYTES_OFFSET,
   CODES,
@@ -1025,22 +1025,22 @@ async function dnsRig(t: Test, listener: Partial<ListenerConfig> = {}) {
         ),
     },
   };
-  const addresses = await t.mockImport<typeof import('../src/engine/upstream-addresses.js')>(
-    '../src/engine/upstream-addresses.js',
+  const addresses = await t.mockImport<typeof import('../src/engine/net/upstream-addresses.js')>(
+    '../src/engine/net/upstream-addresses.js',
     dns,
   );
-  const connection = await t.mockImport<typeof import('../src/engine/connection.js')>(
-    '../src/engine/connection.js',
-    { ...dns, '../src/engine/upstream-addresses.js': addresses },
+  const connection = await t.mockImport<typeof import('../src/engine/relay/connection.js')>(
+    '../src/engine/relay/connection.js',
+    { ...dns, '../src/engine/net/upstream-addresses.js': addresses },
   );
-  const listenerMod = await t.mockImport<typeof import('../src/engine/listener.js')>(
-    '../src/engine/listener.js',
-    { '../src/engine/connection.js': connection },
+  const listenerMod = await t.mockImport<typeof import('../src/engine/relay/listener.js')>(
+    '../src/engine/relay/listener.js',
+    { '../src/engine/relay/connection.js': connection },
   );
   const mod = await t.mockImport<EngineModule>('../src/engine/engine.js', {
     ...dns,
-    '../src/engine/connection.js': connection,
-    '../src/engine/listener.js': listenerMod,
+    '../src/engine/relay/connection.js': connection,
+    '../src/engine/relay/listener.js': listenerMod,
   });
   const r = await rig(t, {
     Engine: mod.Engine,
@@ -1438,11 +1438,11 @@ test(
   },
 );
 
-// ---- relay direction (Pipe) ---------------------------------------------------------------------------------
+// ---- relay direction ---------------------------------------------------------------------------------------
 
 test(
   t,
-  'pipe: wait → buffered read → send of exactly those bytes → wait (short) or read (full)',
+  'relay direction: wait → buffered read → send of exactly those bytes → wait (short) or read (full)',
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const { conn, sock } = accept(r);
@@ -1487,26 +1487,30 @@ test(
   },
 );
 
-test(t, 'pipe: a partial send continues from where it stopped before the next read', async (t) => {
-  const r = await rig(t, { listener: { acceptDepth: 1 } });
-  const { conn, sock } = accept(r);
-  const send = arrive(r, sock, sock, '0123456789');
-  r.fake.complete(send, { bytes: 3 });
-  const rest = r.fake.one('send', sock);
-  t.equal(rest.length, 7);
-  t.equal(rest.bufAddr, send.bufAddr + 3n);
-  t.equal(rest.data?.toString(), '3456789');
-  t.same(r.fake.pending('recv', sock), [], 'no read in between');
-  r.fake.complete(rest, { bytes: 6 });
-  t.equal(r.fake.one('send', sock).data?.toString(), '9');
-  r.fake.complete(r.fake.one('send', sock));
-  t.equal(r.fake.one('recv', sock).length, 0, 'then the next read (a wait: 10 bytes drained it)');
-  t.equal(conn.client.bytesOut, 10);
-});
+test(
+  t,
+  'relay direction: a partial send continues from where it stopped before the next read',
+  async (t) => {
+    const r = await rig(t, { listener: { acceptDepth: 1 } });
+    const { conn, sock } = accept(r);
+    const send = arrive(r, sock, sock, '0123456789');
+    r.fake.complete(send, { bytes: 3 });
+    const rest = r.fake.one('send', sock);
+    t.equal(rest.length, 7);
+    t.equal(rest.bufAddr, send.bufAddr + 3n);
+    t.equal(rest.data?.toString(), '3456789');
+    t.same(r.fake.pending('recv', sock), [], 'no read in between');
+    r.fake.complete(rest, { bytes: 6 });
+    t.equal(r.fake.one('send', sock).data?.toString(), '9');
+    r.fake.complete(r.fake.one('send', sock));
+    t.equal(r.fake.one('recv', sock).length, 0, 'then the next read (a wait: 10 bytes drained it)');
+    t.equal(conn.client.bytesOut, 10);
+  },
+);
 
 test(
   t,
-  'pipe: an idle buffered read is parked (its buffer returned) and becomes a wait',
+  'relay direction: an idle buffered read is parked (its buffer returned) and becomes a wait',
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 }, engine: { parkAfterMs: 0 } });
     const { conn, sock } = accept(r);
@@ -1537,7 +1541,7 @@ test(
   },
 );
 
-test(t, 'pipe: a parked read that completes with data anyway relays it', async (t) => {
+test(t, 'relay direction: a parked read that completes with data anyway relays it', async (t) => {
   const r = await rig(t, { listener: { acceptDepth: 1 }, engine: { parkAfterMs: 0 } });
   const { conn, sock } = accept(r);
   const rd = wake(r, sock);
@@ -1551,7 +1555,7 @@ test(t, 'pipe: a parked read that completes with data anyway relays it', async (
 
 test(
   t,
-  'pipe: the trace shows a parked read as cancelled, as the kernel returned it',
+  'relay direction: the trace shows a parked read as cancelled, as the kernel returned it',
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 }, engine: { parkAfterMs: 0 } });
     const { conn, sock } = accept(r);
@@ -1565,7 +1569,7 @@ test(
 
 test(
   t,
-  'pipe: EOF is passed on with shutdown(SD_SEND); both EOFs end the connection with FIN',
+  'relay direction: EOF is passed on with shutdown(SD_SEND); both EOFs end the connection with FIN',
   async (t) => {
     const r = await rig(t, { listener: { mode: 'forward', acceptDepth: 1 } });
     const { conn, client, up } = openForward(r);
@@ -1601,7 +1605,7 @@ test(
 
 test(
   t,
-  'pipe: an EOF behind which the socket reports a reset ends the connection with RST',
+  'relay direction: an EOF behind which the socket reports a reset ends the connection with RST',
   async (t) => {
     const r = await rig(t, { listener: { mode: 'forward', acceptDepth: 1 } });
     const { conn, client, up } = openForward(r);
@@ -1618,7 +1622,7 @@ test(
 
 test(
   t,
-  'pipe: inline results are completed queued, not recursively, through the same path',
+  'relay direction: inline results are completed queued, not recursively, through the same path',
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const { conn, sock } = accept(r);
@@ -1637,7 +1641,7 @@ test(
 
 test(
   t,
-  'pipe: an op that fails inline (no packet) ends the connection like any failure',
+  'relay direction: an op that fails inline (no packet) ends the connection like any failure',
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const { conn, sock } = accept(r);

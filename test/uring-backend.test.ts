@@ -12,9 +12,9 @@ import {
   type Sock,
   type SocketAddress,
 } from '../src/engine/backend.js';
-import { KeyEntry } from '../src/engine/keys.js';
-import type { PinnedBlock } from '../src/engine/pinned.js';
-import { OpPool, type OpRecord } from '../src/engine/records.js';
+import { KeyEntry } from '../src/engine/tables/keys.js';
+import { OpPool, type OpRecord } from '../src/engine/tables/ops.js';
+import type { PinnedBlock } from '../src/engine/tables/pinned.js';
 import type { UringBackend as UringBackendT } from '../src/engine/uring/backend.js';
 
 type Uring = typeof UringBackendT;

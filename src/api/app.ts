@@ -3,7 +3,7 @@ import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
-import type { TargetRule } from '../main/netrules.js';
+import type { TargetRule } from '../config/netrules.js';
 import { VERSION } from '../version.js';
 import { type AuthOptions, installAuth } from './auth.js';
 import type { ConfigControlLike, EngineControlLike } from './control.js';

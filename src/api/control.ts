@@ -3,8 +3,9 @@
  * these members (snapshots and commands). The API never reaches past it and never calls
  * FFI, so an engine may later live in a worker thread behind a proxy with the same shape.
  */
+
+import type { ConfigLifecycle } from '../config/lifecycle.js';
 import type { EngineControl } from '../engine/control.js';
-import type { ConfigLifecycle } from '../main/lifecycle.js';
 
 /** What the HTTP API needs from the configuration's keeper (GET /config, reload, the state file). */
 export type ConfigControlLike = Pick<

@@ -13,7 +13,7 @@
 //    the server itself, src/api/app.ts).
 import { isIP } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { isLoopbackIp, unmapIp } from '../main/netrules.js';
+import { isLoopbackIp, unmapIp } from '../config/netrules.js';
 import { errorBody } from './errors.js';
 
 export interface SafetyOptions {

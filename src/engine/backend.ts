@@ -1,6 +1,6 @@
 // The contract between the backend-neutral engine and a completion backend (IOCP or
 // io_uring). Everything above this interface is free of FFI.
-import type { PinnedAllocator, PinnedBlock } from './pinned.js';
+import type { PinnedAllocator, PinnedBlock } from './tables/pinned.js';
 
 /** `nop`: a packet the engine posts to itself (the heartbeat that proves the loop turns). */
 export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'disconnect' | 'nop';

@@ -3,18 +3,18 @@
 // (start and stop listeners, close connections, cancel ops).
 
 import type { OpKind } from './backend.js';
-import { formatTarget } from './connect-failures.js';
-import type { Connection } from './connection.js';
-import { formatSocketAddress } from './endpoint.js';
 import { type CancelOutcome, type Engine, ListenError } from './engine.js';
 import type { EventListener } from './events.js';
-import { hex64, type KeyEntry, type KeyOwner } from './keys.js';
-import type { Listener } from './listener.js';
+import type { RejectReason } from './net/sources.js';
 import type { BalancePolicy, ListenerConfig } from './options.js';
-import type { OpRecord } from './records.js';
-import type { RejectReason } from './sources.js';
-import type { TraceEntry } from './trace.js';
-import type { Upstream, UpstreamState } from './upstreams.js';
+import { formatTarget } from './relay/connect-failures.js';
+import type { Connection } from './relay/connection.js';
+import { formatSocketAddress } from './relay/endpoint.js';
+import type { Listener } from './relay/listener.js';
+import type { TraceEntry } from './relay/trace.js';
+import type { Upstream, UpstreamState } from './relay/upstreams.js';
+import { hex64, type KeyEntry, type KeyOwner } from './tables/keys.js';
+import type { OpRecord } from './tables/ops.js';
 import { FragmentCache, type PageWalk, pageWalk } from './view-fragments.js';
 
 export type { PageWalk };

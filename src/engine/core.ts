@@ -1,15 +1,15 @@
-// What listeners, connections and relay pipes need from the engine: one narrow interface, so
+// What listeners, connections and relay directions need from the engine: one narrow interface, so
 // each of them is a small state machine and only the engine touches the op table.
 import type { Backend, OpKind } from './backend.js';
-import type { BufferPool } from './buffers.js';
-import type { Connection } from './connection.js';
-import type { KeyEntry, KeyOwner } from './keys.js';
-import type { Listener } from './listener.js';
+import type { RejectReason } from './net/sources.js';
 import type { ListenerConfig } from './options.js';
-import type { OpRecord } from './records.js';
-import type { RejectReason } from './sources.js';
-import type { SplicePipes } from './splice.js';
-import type { UpstreamState } from './upstreams.js';
+import type { Connection } from './relay/connection.js';
+import type { Listener } from './relay/listener.js';
+import type { SplicePipes } from './relay/splice.js';
+import type { UpstreamState } from './relay/upstreams.js';
+import type { BufferPool } from './tables/buffers.js';
+import type { KeyEntry, KeyOwner } from './tables/keys.js';
+import type { OpRecord } from './tables/ops.js';
 
 /** An object that starts ops and is told when each completes (after its dequeue). */
 export interface OpOwner {

@@ -12,31 +12,31 @@ import {
   PENDING,
   type StartResult,
 } from './backend.js';
-import { BufferPool } from './buffers.js';
-import { ConnectFailureLog, type FailureSummary, formatTarget } from './connect-failures.js';
-import type { Connection } from './connection.js';
 import {
   type EngineCore,
   KEY_MISMATCH,
   type OpOwner,
   type ResolvedListenerConfig,
 } from './core.js';
-import { formatSocketAddress } from './endpoint.js';
 import { EventBus } from './events.js';
 import { FAULTS } from './faults.js';
-import { hex64, type KeyEntry, type KeyOwner, KeyTable } from './keys.js';
-import { Listener } from './listener.js';
+import { type RejectReason, SourceRules } from './net/sources.js';
 import {
   ENGINE_DEFAULTS,
   type EngineConfig,
   LISTENER_DEFAULTS,
   type ListenerConfig,
 } from './options.js';
-import { OpPool, type OpRecord } from './records.js';
-import { type RejectReason, SourceRules } from './sources.js';
-import { SplicePipes } from './splice.js';
-import { keyAsDequeued } from './trace.js';
-import type { UpstreamState } from './upstreams.js';
+import { ConnectFailureLog, type FailureSummary, formatTarget } from './relay/connect-failures.js';
+import type { Connection } from './relay/connection.js';
+import { formatSocketAddress } from './relay/endpoint.js';
+import { Listener } from './relay/listener.js';
+import { SplicePipes } from './relay/splice.js';
+import { keyAsDequeued } from './relay/trace.js';
+import type { UpstreamState } from './relay/upstreams.js';
+import { BufferPool } from './tables/buffers.js';
+import { hex64, type KeyEntry, type KeyOwner, KeyTable } from './tables/keys.js';
+import { OpPool, type OpRecord } from './tables/ops.js';
 
 /** Observes the data plane (metrics); called on the hot path, so it must not allocate. */
 export interface EngineObserver {
@@ -130,7 +130,7 @@ export class Engine implements EngineCore, CompletionSink {
     connectionsClosed: 0,
     /** Idle buffered reads the engine cancelled to give their buffer back. */
     parked: 0,
-    /** Selected recvs that found every provided buffer in use (the pipe then used its own). */
+    /** Selected recvs that found every provided buffer in use (the direction then used its own). */
     providedExhausted: 0,
     heartbeatsSent: 0,
     heartbeatsSeen: 0,
@@ -349,7 +349,7 @@ export class Engine implements EngineCore, CompletionSink {
     if (rec.parking && code === this.backend.codes.operationAborted) {
       this.stats.parked++; // the engine's own cancel of an idle read: not an error
     } else if (rec.selectBuffer && code === this.buffers.provided?.noBuffers) {
-      this.stats.providedExhausted++; // every provided buffer busy: the pipe reads into its own
+      this.stats.providedExhausted++; // every provided buffer busy: the direction reads into its own
     } else if (code !== 0) {
       errorName = this.errorName(code);
       this.countError(rec.kind, errorName);
@@ -808,7 +808,7 @@ export class Engine implements EngineCore, CompletionSink {
         conn.windowStart = now;
         conn.windowBytes = 0;
       }
-      for (const p of conn.pipes) p.park(parkBefore);
+      for (const p of conn.directions) p.park(parkBefore);
     }
   }
 

@@ -1,7 +1,7 @@
 // What happens in the engine, as events for live views (GET /events). Built only while someone
 // listens, so an engine nobody watches pays one boolean test per event site.
 
-import type { UpstreamState } from './upstreams.js';
+import type { UpstreamState } from './relay/upstreams.js';
 
 export type EngineEvent =
   | {

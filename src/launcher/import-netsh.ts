@@ -10,7 +10,7 @@ import {
   NetshInputError,
   parseNetsh,
   translateRules,
-} from '../main/import-netsh.js';
+} from '../config/import-netsh.js';
 
 export const IMPORT_NETSH_USAGE = `Usage: keyport import-netsh [FILE|-] [--out FILE]
 

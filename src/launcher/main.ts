@@ -4,8 +4,8 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
-import { CliError, parseCli, USAGE } from '../main/cli.js';
-import { loadSettings } from '../main/config.js';
+import { CliError, parseCli, USAGE } from '../config/cli.js';
+import { loadSettings } from '../config/settings.js';
 import { VERSION } from '../version.js';
 import { FileFollower } from './follow.js';
 import { importNetsh } from './import-netsh.js';

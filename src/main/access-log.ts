@@ -6,11 +6,11 @@
 // documented in docs/access-log.md: fields may be added, never renamed or removed.
 import { createWriteStream, fstatSync, openSync, type WriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { closeReasonKind } from '../engine/close-reasons.js';
-import { formatTarget } from '../engine/connect-failures.js';
-import type { Connection } from '../engine/connection.js';
-import { formatSocketAddress } from '../engine/endpoint.js';
 import type { ConnectionLog } from '../engine/engine.js';
+import { closeReasonKind } from '../engine/relay/close-reasons.js';
+import { formatTarget } from '../engine/relay/connect-failures.js';
+import type { Connection } from '../engine/relay/connection.js';
+import { formatSocketAddress } from '../engine/relay/endpoint.js';
 
 export const ACCESS_LOG_DEFAULTS = { maxBytes: 10 * 1024 * 1024, keep: 5 } as const;
 /** Bytes of lines written but not yet on disk past which a new line is dropped (and counted). */

@@ -3,21 +3,21 @@
 import { pathToFileURL } from 'node:url';
 import { buildApi } from '../api/app.js';
 import { DEFAULT_THREAD_SHARE, ThreadShare } from '../api/thread-share.js';
-import type { Backend } from '../engine/backend.js';
-import { EngineControl } from '../engine/control.js';
-import { Engine, type LogFn } from '../engine/engine.js';
-import { createMetrics } from '../metrics/keyport.js';
-import { AccessLog } from './access-log.js';
-import { formatAddress } from './address.js';
-import { CliError, type CliOptions, parseCli } from './cli.js';
+import { formatAddress } from '../config/address.js';
+import { CliError, type CliOptions, parseCli } from '../config/cli.js';
+import { ConfigLifecycle, ReloadError, readState, type StateEntry } from '../config/lifecycle.js';
 import {
   ConfigError,
   checkApiExposure,
   checkBoundAddresses,
   loadSettings,
   type Settings,
-} from './config.js';
-import { ConfigLifecycle, ReloadError, readState, type StateEntry } from './lifecycle.js';
+} from '../config/settings.js';
+import type { Backend } from '../engine/backend.js';
+import { EngineControl } from '../engine/control.js';
+import { Engine, type LogFn } from '../engine/engine.js';
+import { createMetrics } from '../metrics/keyport.js';
+import { AccessLog } from './access-log.js';
 
 /** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
 async function createBackend(choice: string, onError: (err: unknown) => void): Promise<Backend> {

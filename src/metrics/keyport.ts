@@ -4,14 +4,14 @@
 import { exponentialBuckets } from 'prom-client';
 import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
+import type { EngineObserver } from '../engine/engine.js';
+import { REJECT_REASONS, type RejectReason } from '../engine/net/sources.js';
 import {
   CLOSE_REASON_KINDS,
   type CloseReasonKind,
   closeReasonKind,
-} from '../engine/close-reasons.js';
-import type { EngineObserver } from '../engine/engine.js';
-import { REJECT_REASONS, type RejectReason } from '../engine/sources.js';
-import type { Upstream } from '../engine/upstreams.js';
+} from '../engine/relay/close-reasons.js';
+import type { Upstream } from '../engine/relay/upstreams.js';
 import { VERSION } from '../version.js';
 import { Exposition, type Rendered } from './exposition.js';
 import {

@@ -1,5 +1,5 @@
 // A completion backend that does no I/O, for unit tests of the engine's state machines
-// (listener, connection, relay pipe, key table, op table). The test plays the kernel:
+// (listener, connection, relay direction, key table, op table). The test plays the kernel:
 //  - pinned memory is plain Node Buffers at fake, unique, stable addresses (never reused);
 //  - sockets are small integers; nothing is sent anywhere;
 //  - submit() records the op and returns PENDING (or a scripted inline result), writing the
@@ -25,7 +25,7 @@ import {
   type SocketAddress,
   type StartResult,
 } from '../../src/engine/backend.js';
-import type { PinnedBlock } from '../../src/engine/pinned.js';
+import type { PinnedBlock } from '../../src/engine/tables/pinned.js';
 
 /** OVERLAPPED.Internal while the kernel owns the op (NTSTATUS STATUS_PENDING). */
 export const STATUS_PENDING = 0x103;

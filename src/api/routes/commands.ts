@@ -4,11 +4,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ListenError } from '../../engine/engine.js';
-import type { ListenerConfig, TargetAddress } from '../../engine/options.js';
-import { ConfigError, listenerFromInput } from '../../main/config.js';
-import { ListenerInput } from '../../main/config-schema.js';
-import { StateWriteError } from '../../main/lifecycle.js';
+import { StateWriteError } from '../../config/lifecycle.js';
 import {
   isLoopbackIp,
   isWildcardIp,
@@ -18,7 +14,11 @@ import {
   systemResolver,
   type TargetRule,
   unmapIp,
-} from '../../main/netrules.js';
+} from '../../config/netrules.js';
+import { ListenerInput } from '../../config/schema.js';
+import { ConfigError, listenerFromInput } from '../../config/settings.js';
+import { ListenError } from '../../engine/engine.js';
+import type { ListenerConfig, TargetAddress } from '../../engine/options.js';
 import type { ConfigControlLike, EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
 import { RefTo } from '../schemas/engine.js';

@@ -2,8 +2,8 @@
 // the config file, validate it whole, apply the listeners' difference: docs/reload.md).
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { ListenerInput } from '../../main/config-schema.js';
-import { ReloadError } from '../../main/lifecycle.js';
+import { ReloadError } from '../../config/lifecycle.js';
+import { ListenerInput } from '../../config/schema.js';
 import type { ConfigControlLike } from '../control.js';
 import { errorBody } from '../errors.js';
 import { ErrorRef } from '../schemas/error.js';

@@ -15,7 +15,7 @@ import {
   type StartResult,
 } from '../backend.js';
 import { FAULTS, wrongKey } from '../faults.js';
-import type { PinnedBlock } from '../pinned.js';
+import type { PinnedBlock } from '../tables/pinned.js';
 import { watchConsoleEvents, watchCtrlCAsFault } from './console-events.js';
 import { ntstatusToWin32, win32ErrorName } from './errors.js';
 import { type Extensions, loadExtensions } from './extensions.js';

@@ -5,8 +5,8 @@
 // for the accept and for the recv, with the records they named.
 import net from 'node:net';
 import type { OpKind } from '../backend.js';
-import { KeyTable } from '../keys.js';
-import { OpPool, type OpRecord } from '../records.js';
+import { KeyTable } from '../tables/keys.js';
+import { OpPool, type OpRecord } from '../tables/ops.js';
 import { IocpBackend } from './backend.js';
 
 const LISTENER_KEY = 0xffff_fffe_0000_0001n;

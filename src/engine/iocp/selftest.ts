@@ -2,8 +2,8 @@
 // Run with the Windows Node: creates a completion port, posts a completion with key 100 and an
 // extended OVERLAPPED record from the op pool (OVERLAPPED at offset 0, keyport's op id after it),
 // dequeues it with GetQueuedCompletionStatusEx, and prints what was posted and what came back.
-import { KeyTable } from '../keys.js';
-import { OpPool } from '../records.js';
+import { KeyTable } from '../tables/keys.js';
+import { OpPool } from '../tables/ops.js';
 import { IocpBackend } from './backend.js';
 
 const KEY = 100n;

@@ -20,7 +20,7 @@ import {
   type StartResult,
 } from '../backend.js';
 import { FAULTS, wrongKey } from '../faults.js';
-import type { PinnedBlock } from '../pinned.js';
+import type { PinnedBlock } from '../tables/pinned.js';
 import {
   EAGAIN,
   EALREADY,

@@ -4,7 +4,7 @@
 // slabs; the id in a CQE's flags names the block; the engine gives a block back here once the
 // send that carried its bytes has completed, and only then may the kernel fill it again.
 import type { ProvidedBufferPool, RecordMemory } from '../backend.js';
-import type { PinnedAllocator, PinnedBlock } from '../pinned.js';
+import type { PinnedAllocator, PinnedBlock } from '../tables/pinned.js';
 import { ENOBUFS } from './errors.js';
 import {
   BUF_ENTRY_SIZE,

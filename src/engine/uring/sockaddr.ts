@@ -1,5 +1,5 @@
 // Linux's sockaddr layout (AF_INET6 = 10).
-import { sockaddrCodec } from '../sockaddr.js';
+import { sockaddrCodec } from '../net/sockaddr.js';
 import { AF_INET, AF_INET6 } from './syscalls.js';
 
 export const { write: writeSockaddr, read: readSockaddr } = sockaddrCodec({

@@ -2,7 +2,7 @@
 // buffers, its bytes move socket → pipe → socket with IORING_OP_SPLICE and never reach user
 // memory (HAProxy splices the same way). Pipes cost two descriptors each, so only bulk
 // directions get one, up to a bound; a direction keeps its pipe until its connection closes.
-import type { Backend, KernelPipe } from './backend.js';
+import type { Backend, KernelPipe } from '../backend.js';
 
 /** Consecutive reads that filled a whole buffer before a direction switches to splicing. */
 export const SPLICE_AFTER_FULL_READS = 2;

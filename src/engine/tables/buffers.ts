@@ -3,12 +3,12 @@
 // large enough that the allocator maps them fresh (zero pages, not resident until the kernel
 // writes into them), so a buffer an idle connection once used for a 64-byte message costs one
 // resident page, not 64 KiB; returned blocks are reused most-recent first (idle connections
-// hold no buffer at all: see pipe.ts).
+// hold no buffer at all: see relay/direction.ts).
 //
 // Where the backend provides buffers (io_uring), a recv's buffer is picked by the kernel from
 // its own ring when data arrives; such a block comes back here with its record like any other
 // and goes back to the kernel.
-import type { ProvidedBufferPool, RecordMemory } from './backend.js';
+import type { ProvidedBufferPool, RecordMemory } from '../backend.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
 
 /** Slabs of at least 1 MiB: above glibc's mmap threshold, so they come from fresh pages. */

@@ -11,7 +11,7 @@
 //   `reset`, `add KIND tag=value…`, `popd`; and `netsh interface portproxy add …` one-liners.
 import { isIP } from 'node:net';
 import { AddressError, formatAddress, parseAddress } from './address.js';
-import type { ConfigFile, ListenerInput } from './config-schema.js';
+import type { ConfigFile, ListenerInput } from './schema.js';
 
 export const NETSH_KINDS = ['v4tov4', 'v4tov6', 'v6tov4', 'v6tov6'] as const;
 export type NetshKind = (typeof NETSH_KINDS)[number];

@@ -3,11 +3,11 @@
 // closed with FIN as soon as it connects. `fall` failed checks in a row take a target down,
 // `rise` good ones bring it up (upstreams.ts). A check that has not connected by timeoutMs is
 // cancelled and counts as failed; a round skips a target whose last check is still in flight.
-import { BackendError, type SocketAddress } from './backend.js';
-import type { EngineCore, OpOwner } from './core.js';
+import { BackendError, type SocketAddress } from '../backend.js';
+import type { EngineCore, OpOwner } from '../core.js';
+import { literalAddress, upstreamAddresses } from '../net/upstream-addresses.js';
+import type { OpRecord } from '../tables/ops.js';
 import { connectedToItself, type Endpoint, openConnectEndpoint } from './endpoint.js';
-import type { OpRecord } from './records.js';
-import { literalAddress, upstreamAddresses } from './upstream-addresses.js';
 import type { Upstream, Upstreams } from './upstreams.js';
 
 interface Probe {

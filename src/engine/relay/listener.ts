@@ -4,15 +4,15 @@
 // re-posted after a backoff (10 ms doubling to 1 s) instead of at once, so it neither dies nor
 // spins; while no accept is posted the listener is `degraded` and /readyz says so.
 
-import { BackendError, type SocketAddress } from './backend.js';
+import { BackendError, type SocketAddress } from '../backend.js';
+import type { EngineCore, OpOwner } from '../core.js';
+import { plainIp, type RejectReason, SourceRules } from '../net/sources.js';
+import type { ListenerConfig, TargetAddress } from '../options.js';
+import type { KeyEntry } from '../tables/keys.js';
+import type { OpRecord } from '../tables/ops.js';
 import { Connection } from './connection.js';
-import type { EngineCore, OpOwner } from './core.js';
 import { Endpoint } from './endpoint.js';
 import { HealthChecks } from './health-check.js';
-import type { KeyEntry } from './keys.js';
-import type { ListenerConfig, TargetAddress } from './options.js';
-import type { OpRecord } from './records.js';
-import { plainIp, type RejectReason, SourceRules } from './sources.js';
 import { keyAsDequeued } from './trace.js';
 import { Upstreams } from './upstreams.js';
 

@@ -1,12 +1,15 @@
 // A connection: the accepted client socket, in forward mode an upstream socket too, each under
-// its own completion key, and the relay pipes between them. Closing follows DESIGN §1.5:
+// its own completion key, and the relay directions between them. Closing follows DESIGN §1.5:
 //  - naturally: both directions carried their EOF across; nothing is in flight;
 //  - gracefully: stop reading, let the bytes already read be written, FIN, then close (bounded
 //    by the listener's closeTimeoutMs; what cannot be delivered in time is reset);
 //  - abortively: cancel every op, wait until each has completed, closesocket with RST.
 // Sockets are closed only once no op is in flight, then the keys are released.
-import { BackendError, type OpKind, type SocketAddress } from './backend.js';
-import type { EngineCore, OpOwner } from './core.js';
+import { BackendError, type OpKind, type SocketAddress } from '../backend.js';
+import type { EngineCore, OpOwner } from '../core.js';
+import { literalAddress, upstreamAddresses } from '../net/upstream-addresses.js';
+import type { OpRecord } from '../tables/ops.js';
+import { RelayDirection } from './direction.js';
 import {
   connectedToItself,
   type Endpoint,
@@ -14,12 +17,9 @@ import {
   openConnectEndpoint,
 } from './endpoint.js';
 import type { Listener } from './listener.js';
-import { Pipe } from './pipe.js';
 import { ProxyHeaderReader, type ProxyHeaderResult } from './proxy-header-reader.js';
 import { encodeProxyHeader } from './proxy-protocol.js';
-import type { OpRecord } from './records.js';
 import { CompletionTrace } from './trace.js';
-import { literalAddress, upstreamAddresses } from './upstream-addresses.js';
 import type { Upstream } from './upstreams.js';
 
 export type ConnectionState = 'connecting' | 'open' | 'closing' | 'closed';
@@ -40,7 +40,7 @@ export class Connection implements OpOwner {
   windowStart = performance.now();
   windowBytes = 0;
   upstream: Endpoint | null = null;
-  pipes: Pipe[] = [];
+  directions: RelayDirection[] = [];
   closeReason: string | null = null;
   /** The error name (ECONNRESET, ERROR_NETNAME_DELETED, CONNECT_TIMEOUT, …) that caused the close, if one did. */
   closeError: string | null = null;
@@ -125,8 +125,8 @@ export class Connection implements OpOwner {
   private begin(): void {
     if (this.listener.mode === 'echo') {
       this.state = 'open';
-      this.pipes = [new Pipe(this.core, this, this.client, this.client)];
-      this.pipes[0]?.start(this.takeEarly(null));
+      this.directions = [new RelayDirection(this.core, this, this.client, this.client)];
+      this.directions[0]?.start(this.takeEarly(null));
       return;
     }
     void this.connectUpstream();
@@ -338,14 +338,14 @@ export class Connection implements OpOwner {
     this.state = 'open';
     if (this.target) this.listener.upstreams?.connected(this.target);
     this.touch();
-    this.pipes = [
-      new Pipe(this.core, this, this.client, ep),
-      new Pipe(this.core, this, ep, this.client),
+    this.directions = [
+      new RelayDirection(this.core, this, this.client, ep),
+      new RelayDirection(this.core, this, ep, this.client),
     ];
     const send = this.core.listenerConfig(this.listener).proxyProtocol?.send;
     const header = send ? encodeProxyHeader(send, this.client.remote, this.client.local) : null;
-    this.pipes[0]?.start(this.takeEarly(header));
-    this.pipes[1]?.start();
+    this.directions[0]?.start(this.takeEarly(header));
+    this.directions[1]?.start();
   }
 
   /**
@@ -375,15 +375,15 @@ export class Connection implements OpOwner {
     );
   }
 
-  /** An op of a pipe failed: the connection ends with RST (the peer reset, or bytes are lost). */
+  /** An op of a direction failed: the connection ends with RST (the peer reset, or bytes are lost). */
   failed(kind: OpKind, ep: Endpoint, code: number): void {
     const name = this.core.errorName(code);
     this.abort(`${ep.side} ${kind} failed: ${name}`, name);
   }
 
   /** A direction carried its EOF across (or stopped, while closing): maybe the end. */
-  pipeDone(): void {
-    if (this.state === 'open' && this.pipes.every((p) => p.done)) {
+  directionDone(): void {
+    if (this.state === 'open' && this.directions.every((p) => p.done)) {
       this.state = 'closing';
       this.closeReason = 'eof';
     }
@@ -410,7 +410,7 @@ export class Connection implements OpOwner {
       // Nothing was relayed yet: give up the connect; the client gets a plain FIN.
       for (const ep of this.endpoints) this.core.cancelAll(ep.key);
     } else {
-      for (const p of this.pipes) p.stopReading();
+      for (const p of this.directions) p.stopReading();
     }
     this.tryFinishClose();
   }
@@ -434,7 +434,7 @@ export class Connection implements OpOwner {
 
   private tryFinishClose(): void {
     if (this.state !== 'closing' || this.opsInFlight > 0) return;
-    for (const p of this.pipes) p.dispose();
+    for (const p of this.directions) p.dispose();
     for (const ep of this.endpoints) {
       ep.closed = true;
       this.core.backend.closeSocket(ep.sock, this.abortive);

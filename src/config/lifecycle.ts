@@ -6,8 +6,8 @@ import type { EngineControl } from '../engine/control.js';
 import { ENGINE_DEFAULTS, type ListenerConfig } from '../engine/options.js';
 import { formatAddress } from './address.js';
 import type { CliOptions } from './cli.js';
-import { ConfigError, listenerFromInput, loadSettings, type Settings } from './config.js';
-import type { ListenerInput } from './config-schema.js';
+import type { ListenerInput } from './schema.js';
+import { ConfigError, listenerFromInput, loadSettings, type Settings } from './settings.js';
 import { readStateFile, writeStateFile } from './state-file.js';
 
 export type ListenerSource = 'config' | 'cli' | 'default' | 'api';

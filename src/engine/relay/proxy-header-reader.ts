@@ -3,11 +3,11 @@
 // relayed and no upstream is dialled; what arrived after it (the client's first bytes) goes
 // first once the relay starts. A connection whose header is malformed, cut short or late is
 // reset, with a close reason of its own (`proxy header …`, counted as `proxy-header`).
-import type { SocketAddress } from './backend.js';
-import type { EngineCore, OpOwner } from './core.js';
+import type { SocketAddress } from '../backend.js';
+import type { EngineCore, OpOwner } from '../core.js';
+import type { OpRecord } from '../tables/ops.js';
 import type { Endpoint } from './endpoint.js';
 import { parseProxyHeader, V2_MAX } from './proxy-protocol.js';
-import type { OpRecord } from './records.js';
 
 export interface ProxyHeaderResult {
   /** The real client and the address it reached; null when the sender proxied nothing. */

@@ -1,6 +1,6 @@
 // One direction of a relay: recv from one socket, send the same bytes to another, and only then
 // recv again. A direction holds at most one buffer, so a slow receiver stops reads on the fast
-// side (backpressure) and memory per connection is bounded. Echo is the pipe client → client.
+// side (backpressure) and memory per connection is bounded. Echo is the direction client → client.
 //
 // An idle direction holds no buffer at all. On io_uring every read is a recv whose buffer the
 // kernel picks from the provided ring when data arrives (one op per read, none held while
@@ -15,19 +15,19 @@
 // delivered buffer and its next read, to splicing through a kernel pipe: socket → pipe (a recv
 // op), pipe → socket (a send op, repeated until the pipe is empty). It splices straight on
 // after filling the pipe and waits (bufferless) first otherwise, so a splice never sits blocked in
-// the kernel on a quiet socket. The pipe is closed with the connection.
+// the kernel on a quiet socket. The direction is closed with the connection.
 //
 // The buffer travels with the ops: a recv's record hands it to the send that carries its bytes,
 // and whichever record holds it last returns it when the record is released.
-import type { KernelPipe } from './backend.js';
+import type { KernelPipe } from '../backend.js';
+import type { EngineCore, OpOwner } from '../core.js';
+import type { OpRecord } from '../tables/ops.js';
+import type { PinnedBlock } from '../tables/pinned.js';
 import type { Connection } from './connection.js';
-import type { EngineCore, OpOwner } from './core.js';
 import type { Endpoint } from './endpoint.js';
-import type { PinnedBlock } from './pinned.js';
-import type { OpRecord } from './records.js';
 import { SPLICE_AFTER_FULL_READS } from './splice.js';
 
-export class Pipe implements OpOwner {
+export class RelayDirection implements OpOwner {
   /** Nothing more goes this way: the source's EOF was passed on (FIN), or reading stopped. */
   done = false;
   bytes = 0;
@@ -164,7 +164,7 @@ export class Pipe implements OpOwner {
       this.stopping = true;
       this.shutTo();
       if (conn.state === 'open') conn.closeGracefully(`${this.from.side} recv cancelled`);
-      else conn.pipeDone();
+      else conn.directionDone();
       return;
     }
     if (!rec.buffer && !rec.selectBuffer && rec.splice < 0) {
@@ -256,7 +256,7 @@ export class Pipe implements OpOwner {
     this.read(); // the record returns the drained buffer when it is released
   }
 
-  /** The connection is closed and no op is in flight: the pipe goes. */
+  /** The connection is closed and no op is in flight: the direction goes. */
   dispose(): void {
     if (!this.kpipe) return;
     this.core.splicePipes?.release(this.kpipe);
@@ -266,7 +266,7 @@ export class Pipe implements OpOwner {
   /** No more to relay this way: carry the half-close across with shutdown(SD_SEND). */
   private finish(): void {
     this.shutTo();
-    this.conn.pipeDone();
+    this.conn.directionDone();
   }
 
   private shutTo(): void {

@@ -17,7 +17,7 @@ export type KeyOwner =
   /** An active health check's connect: `id` is its listener, `target` the upstream checked. */
   | { kind: 'check'; id: string; target: string };
 
-/** What the key table needs of an op record (records.ts imports this file). */
+/** What the key table needs of an op record (tables/ops.ts imports this file). */
 export interface OpRecordLike {
   readonly addrNum: number;
   /** Links of the owning key's op list (kept on the record: a list allocates nothing). */

@@ -1,6 +1,6 @@
 // sockaddr_in / sockaddr_in6, which Windows and Linux lay out alike (family in host order at 0,
 // port big-endian at 2, IPv4 at 4, IPv6 at 8); only the AF_INET6 value differs (23 vs 10).
-import type { SocketAddress } from './backend.js';
+import type { SocketAddress } from '../backend.js';
 import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from './inet.js';
 
 export const SOCKADDR_IN_SIZE = 16;

@@ -5,9 +5,10 @@
 // first connect decides: success makes it up (the backoff starts over), failure ejects it for
 // twice as long. Active checks (health-check.ts) may also mark a target down. When no target is
 // fit, every one is tried anyway: a try costs a connect, a refusal costs the client.
+
+import type { BalancePolicy, HealthConfig, UpstreamTarget } from '../options.js';
+import { CHECK_DEFAULTS, HEALTH_DEFAULTS } from '../options.js';
 import { formatTarget } from './connect-failures.js';
-import type { BalancePolicy, HealthConfig, UpstreamTarget } from './options.js';
-import { CHECK_DEFAULTS, HEALTH_DEFAULTS } from './options.js';
 
 export type UpstreamState = 'up' | 'ejected' | 'down';
 

@@ -1,7 +1,7 @@
 // A connection's recent completions (key as dequeued, record, op, bytes, named status, latency),
 // kept in a small ring of reused objects so recording one allocates nothing.
-import { OP_KINDS, type OpKind } from './backend.js';
-import { hex64, type KeyEntry } from './keys.js';
+import { OP_KINDS, type OpKind } from '../backend.js';
+import { hex64, type KeyEntry } from '../tables/keys.js';
 
 export interface TraceEntry {
   at: number;

@@ -5,7 +5,7 @@
 // family does not hold back every attempt of the other.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import type { SocketAddress } from './backend.js';
+import type { SocketAddress } from '../backend.js';
 
 /** An IP literal target needs no resolver (and no wait: the connect starts at once). */
 export function literalAddress(host: string, port: number): SocketAddress | null {

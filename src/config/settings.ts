@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
+import { parseCidr } from '../engine/net/sources.js';
 import type {
   EngineConfig,
   HealthConfig,
@@ -10,11 +11,9 @@ import type {
   UpstreamTarget,
 } from '../engine/options.js';
 import { CHECK_DEFAULTS, ENGINE_DEFAULTS, HEALTH_DEFAULTS } from '../engine/options.js';
-import { parseCidr } from '../engine/sources.js';
-import { ACCESS_LOG_DEFAULTS } from './access-log.js';
+import { ACCESS_LOG_DEFAULTS } from '../main/access-log.js';
 import { type Address, AddressError, formatAddress, parseAddress } from './address.js';
 import type { BackendChoice, CliOptions, ListenerSpec } from './cli.js';
-import { ConfigFile, type ListenerInput, LOG_LEVELS } from './config-schema.js';
 import { DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
 import {
   isLoopbackIp,
@@ -24,6 +23,7 @@ import {
   systemResolver,
   type TargetRule,
 } from './netrules.js';
+import { ConfigFile, type ListenerInput, LOG_LEVELS } from './schema.js';
 
 export class ConfigError extends Error {}
 

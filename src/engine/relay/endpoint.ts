@@ -1,8 +1,8 @@
 // One socket of a connection (the client's, or the upstream's in forward mode) under its own
 // completion key, with its byte counts and its addresses, asked of the socket when first needed.
-import type { SocketAddress } from './backend.js';
-import type { EngineCore } from './core.js';
-import type { KeyEntry, KeyOwner } from './keys.js';
+import type { SocketAddress } from '../backend.js';
+import type { EngineCore } from '../core.js';
+import type { KeyEntry, KeyOwner } from '../tables/keys.js';
 
 /** Where an endpoint asks its addresses from (the backend). */
 export interface AddressSource {

@@ -3,8 +3,8 @@
 // reached, so the upstream sees the real client. keyport sends one to its upstream
 // (`proxyProtocol.send`) and takes one from a load balancer in front (`proxyProtocol.accept`).
 import { isIPv4, isIPv6 } from 'node:net';
-import type { SocketAddress } from './backend.js';
-import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from './inet.js';
+import type { SocketAddress } from '../backend.js';
+import { bytesToIpv4, bytesToIpv6, ipv4ToBytes, ipv6ToBytes } from '../net/inet.js';
 
 export type ProxyVersion = 'v1' | 'v2';
 

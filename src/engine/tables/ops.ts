@@ -8,7 +8,7 @@ import {
   type OpKind,
   type Sock,
   type SocketAddress,
-} from './backend.js';
+} from '../backend.js';
 import type { BufferPool } from './buffers.js';
 import { hex64, type KeyEntry, type OpRecordLike } from './keys.js';
 import type { PinnedAllocator, PinnedBlock } from './pinned.js';
