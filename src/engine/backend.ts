@@ -3,21 +3,14 @@
 import type { PinnedAllocator, PinnedBlock } from './tables/pinned.js';
 
 /** `nop`: a packet the engine posts to itself (the heartbeat that proves the loop turns). */
-export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'disconnect' | 'nop';
-export const OP_KINDS: readonly OpKind[] = [
-  'accept',
-  'connect',
-  'recv',
-  'send',
-  'disconnect',
-  'nop',
-];
+export type OpKind = 'accept' | 'connect' | 'recv' | 'send' | 'nop';
+export const OP_KINDS: readonly OpKind[] = ['accept', 'connect', 'recv', 'send', 'nop'];
+/** The kind as stamped into a record's native fields (5 was DisconnectEx's, never issued). */
 export const OP_KIND_CODE: Record<OpKind, number> = {
   accept: 1,
   connect: 2,
   recv: 3,
   send: 4,
-  disconnect: 5,
   nop: 6,
 };
 

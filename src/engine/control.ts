@@ -489,8 +489,8 @@ export class EngineControl {
   }
 
   readiness(): Readiness {
-    const s = this.engine.stats;
-    const hbAge = s.lastHeartbeatSeenAt ? Date.now() - s.lastHeartbeatSeenAt : null;
+    const seen = this.engine.heartbeat.lastSeenAt;
+    const hbAge = seen ? Date.now() - seen : null;
     const loopTurning = hbAge !== null && hbAge < 10_000;
     const listening = [...this.engine.listeners.values()].filter(
       (l) => l.state === 'listening',

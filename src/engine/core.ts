@@ -2,6 +2,7 @@
 // each of them is a small state machine and only the engine touches the op table.
 import type { Backend, OpKind } from './backend.js';
 import type { RejectReason } from './net/sources.js';
+import type { SocketCall } from './observers.js';
 import type { ListenerConfig } from './options.js';
 import type { Connection } from './relay/connection.js';
 import type { Listener } from './relay/listener.js';
@@ -49,7 +50,13 @@ export interface EngineCore {
   /** A client was reset right after accept (before any read), for `reason`. */
   connectionRejected(listener: Listener, reason: RejectReason): void;
   listenerClosed(listener: Listener): void;
-  countError(op: OpKind | 'shutdown' | 'update-context', errorName: string): void;
+  /** A socket call outside any op failed (counted and logged; the connection goes on closing). */
+  socketCallFailed(
+    call: SocketCall,
+    errorName: string,
+    listener: Listener,
+    conn: Connection | null,
+  ): void;
   /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */
   errorName(code: number): string;
   /** `target`: the one that failed last (several may have been tried). */

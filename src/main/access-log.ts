@@ -6,7 +6,7 @@
 // documented in docs/access-log.md: fields may be added, never renamed or removed.
 import { createWriteStream, fstatSync, openSync, type WriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import type { ConnectionLog } from '../engine/engine.js';
+import type { ConnectionLog } from '../engine/observers.js';
 import { closeReasonKind } from '../engine/relay/close-reasons.js';
 import { formatTarget } from '../engine/relay/connect-failures.js';
 import type { Connection } from '../engine/relay/connection.js';

@@ -15,7 +15,8 @@ import {
 } from '../config/settings.js';
 import type { Backend } from '../engine/backend.js';
 import { EngineControl } from '../engine/control.js';
-import { Engine, type LogFn } from '../engine/engine.js';
+import { Engine } from '../engine/engine.js';
+import type { LogFn } from '../engine/observers.js';
 import { createMetrics } from '../metrics/keyport.js';
 import { AccessLog } from './access-log.js';
 

@@ -4,8 +4,8 @@
 import { exponentialBuckets } from 'prom-client';
 import { ANOMALY_KINDS, type AnomalyKind } from '../engine/anomalies.js';
 import { OP_KINDS, type OpKind } from '../engine/backend.js';
-import type { EngineObserver } from '../engine/engine.js';
 import { REJECT_REASONS, type RejectReason } from '../engine/net/sources.js';
+import type { EngineObserver, SocketCall } from '../engine/observers.js';
 import {
   CLOSE_REASON_KINDS,
   type CloseReasonKind,
@@ -41,7 +41,7 @@ export interface MetricsEngine {
     readonly inUse: number;
     readonly provided: { readonly available: number } | null;
   };
-  readonly stats: { readonly providedExhausted: number };
+  readonly stats: { readonly providedExhausted: number; readonly parkedReads: number };
   readonly splicePipes: { readonly bytes: number; readonly inUse: number } | null;
   /** For keyport_build_info{backend}. */
   readonly backend?: { readonly name: string };
@@ -120,6 +120,12 @@ export class KeyportMetrics implements EngineObserver {
     'Completions with a non-zero status, by op and error name',
     ['op', 'error'],
   );
+  private readonly socketErrors = new CounterVec(
+    'keyport_socket_errors_total',
+    'Socket calls made outside any op that failed, by call and error name: shutdown (the FIN after a relayed EOF) and update-context (SO_UPDATE_ACCEPT_CONTEXT / SO_UPDATE_CONNECT_CONTEXT on Windows)',
+    ['call', 'error'],
+  );
+  private readonly socketErrorChildren = new Map<string, CounterChild>();
   private readonly duration = new HistogramVec(
     'keyport_connection_duration_seconds',
     'Lifetime of closed connections, from accept to close',
@@ -234,6 +240,7 @@ export class KeyportMetrics implements EngineObserver {
       ),
     );
     x.add(this.errors);
+    x.add(this.socketErrors);
     x.add(
       new CollectedFamily(
         'keyport_upstream_connect_failures_total',
@@ -341,6 +348,14 @@ export class KeyportMetrics implements EngineObserver {
     );
     x.add(
       new CollectedFamily(
+        'keyport_idle_reads_parked_total',
+        'Buffered reads idle for engine.parkAfterMs that the engine cancelled to give their buffer back (the direction then waits without one)',
+        'counter',
+        () => [{ labels: {}, value: this.engine.stats.parkedReads }],
+      ),
+    );
+    x.add(
+      new CollectedFamily(
         'keyport_spliced_bytes_total',
         'Bytes relayed by splice through kernel pipes (io_uring bulk directions), never copied to user memory; also counted in keyport_bytes_total',
         'counter',
@@ -413,6 +428,18 @@ export class KeyportMetrics implements EngineObserver {
     t.closedBytesOut += conn.client.bytesOut;
     t.closed[REASON_INDEX.get(closeReasonKind(conn.closeReason)) ?? REASON_OTHER] += 1;
     t.duration.observe((performance.now() - conn.startedAt) / 1000);
+  }
+
+  socketCallFailed(call: SocketCall, errorName: string): void {
+    const id = `${call}:${errorName}`;
+    let c = this.socketErrorChildren.get(id);
+    if (!c) {
+      // Error names come from the OS: cap the series, as for completion errors.
+      const name = this.socketErrorChildren.size < MAX_ERROR_SERIES ? errorName : 'other';
+      c = this.socketErrors.child(call, name);
+      this.socketErrorChildren.set(id, c);
+    }
+    c.inc();
   }
 
   rejected(listener: ListenerLike, reason: RejectReason): void {

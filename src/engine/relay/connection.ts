@@ -320,7 +320,8 @@ export class Connection implements OpOwner {
       }
     } else {
       const uc = backend.finishConnect(ep.sock);
-      if (uc !== 0) this.core.countError('update-context', this.core.errorName(uc));
+      if (uc !== 0)
+        this.core.socketCallFailed('update-context', this.core.errorName(uc), this.listener, this);
       // Nothing listens at the target, and the port picked for this socket is the target's own
       // (a local target in the ephemeral range): TCP's simultaneous open connected the socket
       // to itself, and relaying would echo the client's bytes back. A refusal in all but name.

@@ -275,6 +275,12 @@ export class RelayDirection implements OpOwner {
     if (this.conn.state === 'closed') return;
     this.to.sendShut = true;
     const code = this.core.backend.shutdownSend(this.to.sock);
-    if (code !== 0) this.core.countError('shutdown', this.core.errorName(code));
+    if (code !== 0)
+      this.core.socketCallFailed(
+        'shutdown',
+        this.core.errorName(code),
+        this.conn.listener,
+        this.conn,
+      );
   }
 }

@@ -218,7 +218,6 @@ export class Listener implements OpOwner {
     if (this.connections.size >= cfg.maxConnections) {
       // onLimit 'reset' (with 'wait' no accept is posted at the limit): refuse the surplus now.
       reason = 'max-connections';
-      this.core.countError('accept', 'OVER_CONNECTION_LIMIT');
     } else if (this.core.connectionCount() >= this.core.maxConnections) {
       reason = 'engine-max-connections';
     } else if (this.sources.active || cfg.maxConnectionsPerSource > 0) {
@@ -250,7 +249,7 @@ export class Listener implements OpOwner {
     // Inherit the listener's properties; a client that already left makes this fail, which
     // must not break the accept chain: the connection's first recv then fails and cleans up.
     if (!contextDone) uc = backend.finishAccept(this.sock, s);
-    if (uc !== 0) this.core.countError('update-context', backend.errorName(uc));
+    if (uc !== 0) this.core.socketCallFailed('update-context', backend.errorName(uc), this, null);
     let conn: Connection | null = null;
     try {
       const key = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });

@@ -123,7 +123,6 @@ export class OpPool {
     connect: 0,
     recv: 0,
     send: 0,
-    disconnect: 0,
     nop: 0,
   };
   /** Records never reused: a packet for them came with the wrong key (DESIGN §1.8). */
