@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// Part of `npm run build`: copies the status page's files (src/api/ui/, plain HTML/CSS/JS that
-// the browser runs as is) next to the compiled routes, into dist/api/ui/.
+// Part of `npm run build`: copies the status page's files (src/api/ui/, plain HTML, CSS and
+// JavaScript modules that the browser runs as they are) next to the compiled routes, into
+// dist/api/ui/. The whole folder: src/api/routes/ui.ts decides which of them are served.
 import { cpSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 

@@ -4,7 +4,8 @@
 // connection's trace, and the command buttons acting on real sockets. Then the token: read-only
 // until one is entered, and a page that asks for it when every read needs it. Screenshots go to
 // test-output/ for a person to look at.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -348,6 +349,68 @@ t.test('the page loaded nothing from elsewhere and threw nothing', async (t) => 
   );
   t.same(errors, [], 'no page errors');
   await page.close();
+});
+
+// The page's script is browser ES modules: main.js and what it imports, each fetched as /ui/<name>
+// and served only if src/api/routes/ui.ts lists it. Followed here from index.html through every
+// import, as the browser does, so a module left out of the list fails here by name.
+t.test('every asset the page names and every module it imports is served', async (t) => {
+  const html = (await request(k.api, 'GET', '/')).body as string;
+  const named = [...html.matchAll(/<(?:script|link)\b[^>]*\b(?:src|href)="(\/ui\/[^"]+)"/g)].map(
+    (m) => m[1] as string,
+  );
+  t.ok(named.includes('/ui/main.js'), 'index.html loads the entry, /ui/main.js');
+  t.match(html, /<script type="module" src="\/ui\/main.js"><\/script>/, 'as a module');
+  for (const path of named.filter((p) => !p.endsWith('.js'))) {
+    const r = await request(k.api, 'GET', path);
+    t.equal(r.status, 200, `${path}: 200`);
+  }
+  const modules = new Set<string>();
+  const todo = named.filter((p) => p.endsWith('.js'));
+  while (todo.length) {
+    const path = todo.shift() as string;
+    if (modules.has(path)) continue;
+    modules.add(path);
+    const r = await request(k.api, 'GET', path);
+    t.equal(r.status, 200, `${path}: 200`);
+    t.match(r.headers.get('content-type'), /^text\/javascript\b/, `${path}: JavaScript`);
+    t.equal(r.headers.get('x-content-type-options'), 'nosniff', `${path}: nosniff`);
+    const text = typeof r.body === 'string' ? r.body : '';
+    for (const m of text.matchAll(/^\s*(?:import|export)\b[^'";]*?['"](\.{1,2}\/[^'"]+)['"]/gm))
+      todo.push(new URL(m[1] as string, `http://x${path}`).pathname);
+  }
+  const files = readdirSync(join(ROOT, 'src/api/ui')).filter((f) => f.endsWith('.js'));
+  t.ok(files.length > 1, `the page's script is ${files.length} modules`);
+  for (const f of files) t.ok(modules.has(`/ui/${f}`), `src/api/ui/${f} is reached from main.js`);
+  for (const path of modules) t.ok(asked.includes(path), `the browser loaded ${path}`);
+
+  const get = (path: string) =>
+    new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const u = new URL(k.api);
+      http
+        .get({ host: u.hostname, port: u.port, path }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d) => (text += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, text }));
+        })
+        .on('error', reject);
+    });
+  // Sent as written (fetch would resolve the dots): no path from the request reaches the disk.
+  for (const path of [
+    '/ui/nothing.js',
+    '/ui/app.js',
+    '/ui/index.html',
+    '/ui/../package.json',
+    '/ui/..%2Fpackage.json',
+    '/ui/%2e%2e%2fpackage.json',
+    '/ui/..%2Fui%2Fmain.js',
+    '/ui/main.js%00',
+  ]) {
+    const r = await get(path);
+    t.equal(r.status, 404, `${path}: 404`);
+    t.notMatch(r.text, /devDependencies|import \{/, `${path}: no file's content`);
+  }
 });
 
 // ---- tokens --------------------------------------------------------------------------------

@@ -31,13 +31,36 @@ interface Asset {
 const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
 const require = createRequire(import.meta.url);
 
+/**
+ * The page's script: browser ES modules in src/api/ui/, main.js the entry index.html loads, the
+ * rest what it imports (`./format.js` resolves to /ui/format.js). A module missing here is a 404
+ * and the page never starts; test/api-live-view.test.ts follows the imports to check them all.
+ */
+const UI_MODULES = [
+  'main.js',
+  'state.js',
+  'format.js',
+  'dom.js',
+  'api.js',
+  'prom.js',
+  'samples.js',
+  'chart.js',
+  'poll.js',
+  'events.js',
+  'render.js',
+  'render-connections.js',
+  'render-ops.js',
+  'render-events.js',
+  'commands.js',
+];
+
 /** name under /ui/ → file. Only these are served: no path from the request reaches the disk. */
 function assetFiles(): Record<string, { path: string; type: string }> {
   const js = 'text/javascript; charset=utf-8';
   const css = 'text/css; charset=utf-8';
   return {
     'index.html': { path: `${UI_DIR}index.html`, type: 'text/html; charset=utf-8' },
-    'app.js': { path: `${UI_DIR}app.js`, type: js },
+    ...Object.fromEntries(UI_MODULES.map((m) => [m, { path: `${UI_DIR}${m}`, type: js }])),
     'style.css': { path: `${UI_DIR}style.css`, type: css },
     'uPlot.iife.min.js': { path: require.resolve('uplot/dist/uPlot.iife.min.js'), type: js },
     'uPlot.min.css': { path: require.resolve('uplot/dist/uPlot.min.css'), type: css },
