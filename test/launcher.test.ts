@@ -1,10 +1,12 @@
 // The README's run command, as a user types it: keyport with its built-in default answers
 // /healthz; bad flags are refused before anything starts, naming the flag.
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { BACKEND, ROOT, startKeyport } from './helpers/keyport.js';
+import { BACKEND, OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
+import { until } from './helpers/tcp.js';
 
 const bin = join(ROOT, 'bin', 'keyport.js');
 
@@ -82,3 +84,36 @@ t.test(
     );
   },
 );
+
+t.test('the backend a config file names is the one that runs (no --backend flag)', async (t) => {
+  // The launcher decides once, from the same settings the engine reads: a config file's
+  // "backend": "iocp" on Linux starts the Windows Node under Wine, and is not refused there.
+  const cfg = join(OUT_DIR, `launcher-backend-${process.pid}.json`);
+  writeFileSync(
+    cfg,
+    JSON.stringify({ backend: BACKEND, listeners: [{ address: '127.0.0.1:0', mode: 'echo' }] }),
+  );
+  const env = { ...process.env, KEYPORT_LOG_FILE: `${cfg}.log` };
+  delete env.KEYPORT_BACKEND;
+  const child = spawn(process.execPath, [bin, '--config', cfg, '--api', '127.0.0.1:0'], { env });
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.teardown(() => child.kill('SIGKILL'));
+  const started = await Promise.race([
+    until(
+      async () => out,
+      (o) => /"api":"/.test(o),
+      90_000,
+    ),
+    exited.then(() => out),
+  ]);
+  t.match(
+    started,
+    new RegExp(`"backend":"${BACKEND}"`),
+    `the file's ${BACKEND} runs: ${started.slice(-300)}`,
+  );
+  child.kill('SIGINT');
+  t.equal(await exited, 0, 'and stops cleanly');
+});

@@ -4,6 +4,7 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
+import { type BackendName, resolveBackend } from '../config/backend.js';
 import { CliError, parseCli, USAGE } from '../config/cli.js';
 import { loadSettings } from '../config/settings.js';
 import { VERSION } from '../version.js';
@@ -40,9 +41,17 @@ export async function launch(argv: string[]): Promise<void> {
     return;
   }
 
-  // auto is iocp on Windows and io_uring on Linux; iocp on Linux means the Windows build of
-  // Node under Wine, running the very same code as on Windows.
-  const backend = opts.backend ?? process.env.KEYPORT_BACKEND ?? 'auto';
+  // The backend as the settings say (a config file's "backend" too), decided here once: iocp
+  // on Linux means the Windows build of Node under Wine, running the very same code.
+  let backend: BackendName;
+  try {
+    backend = resolveBackend(loadSettings(opts).backend);
+  } catch {
+    // Settings that do not load are reported by the process that runs, the same on each path
+    // (the engine checks them again): until then, what the command line and environment say.
+    const said = opts.backend ?? process.env.KEYPORT_BACKEND;
+    backend = resolveBackend(said === 'iocp' || said === 'uring' ? said : 'auto');
+  }
   if (process.platform === 'win32' || backend !== 'iocp') {
     const { run } = await import('../main/index.js');
     await run(argv);

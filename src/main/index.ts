@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { buildApi } from '../api/app.js';
 import { DEFAULT_THREAD_SHARE, ThreadShare } from '../api/thread-share.js';
 import { formatAddress } from '../config/address.js';
+import { type BackendName, resolveBackend } from '../config/backend.js';
 import { CliError, type CliOptions, parseCli } from '../config/cli.js';
 import { ConfigLifecycle, ReloadError, readState, type StateEntry } from '../config/lifecycle.js';
 import {
@@ -20,9 +21,9 @@ import type { LogFn } from '../engine/observers.js';
 import { createMetrics } from '../metrics/keyport.js';
 import { AccessLog } from './access-log.js';
 
-/** auto: IOCP on Windows, io_uring on Linux. Each backend is loaded only where it is used. */
-async function createBackend(choice: string, onError: (err: unknown) => void): Promise<Backend> {
-  if (choice === 'uring' || (choice === 'auto' && process.platform === 'linux')) {
+/** The backend src/config/backend.ts chose; each is loaded only where it is used. */
+async function createBackend(name: BackendName, onError: (err: unknown) => void): Promise<Backend> {
+  if (name === 'uring') {
     if (process.platform !== 'linux') fail('--backend uring needs Linux (io_uring)', 2);
     const { UringBackend } = await import('../engine/uring/backend.js');
     try {
@@ -116,7 +117,7 @@ export async function run(argv: string[]): Promise<void> {
       );
     }
   }
-  const backend = await createBackend(settings.backend, fatal);
+  const backend = await createBackend(resolveBackend(settings.backend), fatal);
   backendRef = backend;
   const engine = new Engine(backend, settings.engine, (level, obj, msg) => log(level, obj, msg));
   const control = new EngineControl(engine);

@@ -1,4 +1,4 @@
-// The in-flight ops table: stuck ones first (a send, connect or disconnect older than the
+// The in-flight ops table: stuck ones first (a send or connect older than the
 // threshold; a recv or accept waits on its peer and is never stuck), and the stuck count the
 // tile shows, from /ops/summary over the whole engine.
 
@@ -24,7 +24,7 @@ function isStuck(o) {
 }
 
 /** Stuck first, then ops that should finish by themselves, then waits on peers; oldest first. */
-const OP_RANK = { send: 0, connect: 1, disconnect: 2, recv: 3, accept: 4, nop: 5 };
+const OP_RANK = { send: 0, connect: 1, recv: 2, accept: 3, nop: 4 };
 
 export function renderOps() {
   const ops = state.ops
