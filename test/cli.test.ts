@@ -1,7 +1,10 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import t from 'tap';
 import { AddressError, formatAddress, parseAddress } from '../src/config/address.js';
 import { CliError, type CliOptions, parseCli, USAGE } from '../src/config/cli.js';
-import { resolveCli } from '../src/config/defaults.js';
+import { loadSettings } from '../src/config/settings.js';
 
 const v4 = (host: string, port: number) => ({ host, port, family: 4 as const });
 const v6 = (host: string, port: number) => ({ host, port, family: 6 as const });
@@ -124,32 +127,31 @@ t.test('bad argv names the flag', async (t) => {
   }
 });
 
-t.test('defaults', async (t) => {
-  t.same(resolveCli(parseCli([])), {
-    api: v4('127.0.0.1', 9180),
-    listeners: [{ address: v4('127.0.0.1', 7007), mode: 'echo' }],
-    backend: 'auto',
-  });
+t.test('defaults, as start-up applies them (loadSettings)', async (t) => {
+  const env = {}; // not this shell's KEYPORT_* variables
+  const none = loadSettings(parseCli([]), env);
+  t.same(none.api, v4('127.0.0.1', 9180));
+  t.same(none.listeners, [{ host: '127.0.0.1', port: 7007, mode: 'echo' }]);
+  t.equal(none.backend, 'auto');
   // Explicit listeners replace the default one; the API default still applies.
-  t.same(resolveCli(parseCli(['--listener', '127.0.0.1:1=echo', '--backend', 'iocp'])), {
-    api: v4('127.0.0.1', 9180),
-    listeners: [{ address: v4('127.0.0.1', 1), mode: 'echo' }],
-    backend: 'iocp',
-  });
-  // A config file may define listeners, so no default listener is invented.
-  t.same(resolveCli(parseCli(['--config', 'k.json'])), {
-    api: v4('127.0.0.1', 9180),
-    listeners: [],
-    backend: 'auto',
-    config: 'k.json',
-  });
-  // Resolved options are fresh objects: mutating them leaves the defaults alone.
-  const first = resolveCli(parseCli([]));
-  (first.listeners[0] as { address: { port: number } }).address.port = 1;
-  first.api.port = 2;
-  const second = resolveCli(parseCli([]));
-  t.equal(second.listeners[0]?.address.port, 7007);
-  t.equal(second.api.port, 9180);
+  const flags = loadSettings(
+    parseCli(['--listener', '127.0.0.1:1=echo', '--backend', 'iocp']),
+    env,
+  );
+  t.same(flags.api, v4('127.0.0.1', 9180));
+  t.same(flags.listeners, [{ host: '127.0.0.1', port: 1, mode: 'echo' }]);
+  t.equal(flags.backend, 'iocp');
+  // A config file may define listeners, so none is invented when it defines none.
+  const cfg = join(mkdtempSync(join(tmpdir(), 'keyport-cli-')), 'k.json');
+  writeFileSync(cfg, '{}');
+  const file = loadSettings(parseCli(['--config', cfg]), env);
+  t.same(file.listeners, [], 'no default listener beside a config file');
+  // Settings are fresh objects: changing one leaves the defaults alone.
+  (none.listeners[0] as { port: number }).port = 1;
+  none.api.port = 2;
+  const again = loadSettings(parseCli([]), env);
+  t.equal(again.listeners[0]?.port, 7007);
+  t.equal(again.api.port, 9180);
 });
 
 t.test('parseAddress', async (t) => {

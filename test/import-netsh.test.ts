@@ -10,8 +10,8 @@ import { join } from 'node:path';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import t, { type Test } from 'tap';
 import { parseNetsh, translateRules } from '../src/config/import-netsh.js';
+import { listenerFromInput } from '../src/config/listener-input.js';
 import { ConfigFile } from '../src/config/schema.js';
-import { listenerFromInput } from '../src/config/settings.js';
 import { OUT_DIR, ROOT, startKeyport } from './helpers/keyport.js';
 import { connect, freePort, payload, readBytes, upstream } from './helpers/tcp.js';
 

@@ -267,7 +267,7 @@ async function acceptAndEcho(t: Test, host: string, family: 4 | 6): Promise<void
   b.closeSocket(fd, false);
   b.closeSocket(ls, false);
   client.destroy();
-  t.equal(b.opsInFlight, 0, 'nothing left in flight');
+  t.equal(b.inFlight, 0, 'nothing left in flight');
   t.same(h.stray, [], 'no stray completions');
   t.same(h.errors, []);
 }
@@ -298,7 +298,7 @@ t.test(
     t.equal(d.bytes, 4242, 'the byte count travels with the NOP');
     t.equal(d.code, 0);
     t.same(h.batches, [1], 'one NOP, one batch of one');
-    t.equal(h.backend.opsInFlight, 0);
+    t.equal(h.backend.inFlight, 0);
   },
 );
 
@@ -398,8 +398,8 @@ t.test('cancel: a pending recv and a pending accept end with ECANCELED', { skip 
   const lk = keyEntry(0x5_0000_000bn);
   const ck = keyEntry(0x6_0000_000cn);
   const { ls, fd, recv, recRef } = await h.acceptedWithRecv(t, lk, ck);
-  await new Promise((resolve) => setTimeout(resolve, 20)); // let it park in the kernel
-  t.equal(b.opsInFlight, 1);
+  await new Promise((resolve) => setTimeout(resolve, 20)); // let it wait in the kernel
+  t.equal(b.inFlight, 1);
   t.equal(b.cancel(fd, recRef()), 0, 'cancel by record (user_data)');
   const r = await recv;
   t.equal(r.code, b.codes.operationAborted, 'codes.operationAborted');
@@ -419,7 +419,7 @@ t.test('cancel: a pending recv and a pending accept end with ECANCELED', { skip 
   t.equal(a.accepted, -1, 'a failed accept yields no socket');
   b.closeSocket(fd, false);
   b.closeSocket(ls, false);
-  t.equal(b.opsInFlight, 0);
+  t.equal(b.inFlight, 0);
   t.same(h.errors, []);
 });
 
@@ -518,7 +518,7 @@ for (const compat of [false, true]) {
       await fin;
       t.pass('the peer saw the FIN: the socket really closed');
       b.closeSocket(ls, false);
-      t.equal(b.opsInFlight, 0);
+      t.equal(b.inFlight, 0);
     },
   );
 }
@@ -574,13 +574,13 @@ t.test('stop() cancels what is left, drains it and ends cleanly', { skip }, asyn
   const recv = h.op('recv', ck, (rec) => io(b, rec, fd, buf, 0, 1024));
   const accept2 = h.op('accept', lk, (rec) => io(b, rec, ls));
   await new Promise((resolve) => setTimeout(resolve, 20));
-  t.equal(b.opsInFlight, 2, 'a recv and an accept parked in the kernel');
+  t.equal(b.inFlight, 2, 'a recv and an accept waiting in the kernel');
 
   await b.stop();
   const [r, a] = await Promise.all([recv, accept2]);
   t.equal(r.name, 'ECANCELED', 'stop() cancelled the recv and the sink saw it');
   t.equal(a.name, 'ECANCELED', 'and the accept');
-  t.equal(b.opsInFlight, 0, 'no op left in the backend');
+  t.equal(b.inFlight, 0, 'no op left in the backend');
   t.equal(h.pool.inFlightTotal, 0, 'every record went back to the pool');
   t.throws(() => b.post(1n, h.pool.acquire('nop', keyEntry(1n), null), 0), /ring closed/);
   t.throws(() => b.start(h, () => undefined), /already started or stopped/);

@@ -6,8 +6,10 @@ import type { EngineControl } from '../engine/control.js';
 import { ENGINE_DEFAULTS, type ListenerConfig } from '../engine/options.js';
 import { formatAddress } from './address.js';
 import type { CliOptions } from './cli.js';
+import { ConfigError } from './config-error.js';
+import { listenerFromInput } from './listener-input.js';
 import type { ListenerInput } from './schema.js';
-import { ConfigError, listenerFromInput, loadSettings, type Settings } from './settings.js';
+import { loadSettings, type Settings } from './settings.js';
 import { readStateFile, writeStateFile } from './state-file.js';
 
 export type ListenerSource = 'config' | 'cli' | 'default' | 'api';

@@ -12,8 +12,8 @@ import {
 } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
+import { ConfigError } from './config-error.js';
 import { type ListenerInput, StateFile } from './schema.js';
-import { ConfigError } from './settings.js';
 
 const stateCheck = TypeCompiler.Compile(StateFile);
 

@@ -6,12 +6,6 @@
 export type AnomalyKind = 'stray' | 'key-mismatch' | 'duplicate';
 export const ANOMALY_KINDS: readonly AnomalyKind[] = ['stray', 'key-mismatch', 'duplicate'];
 
-export const ANOMALY_HELP: Record<AnomalyKind, string> = {
-  stray: 'a completion named a record with no op in flight',
-  'key-mismatch': "a completion's key is not the key of the socket its record's op runs on",
-  duplicate: 'a completion named a record whose op the kernel still holds, or already finished',
-};
-
 export class AnomalyCounter {
   readonly counts: Record<AnomalyKind, number> = { stray: 0, 'key-mismatch': 0, duplicate: 0 };
   private readonly lastLogged: Record<AnomalyKind, number> = {

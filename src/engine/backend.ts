@@ -144,7 +144,7 @@ export interface Backend extends PinnedAllocator {
    * a record by address, for a backend that keeps its own header in it (io_uring).
    */
   start(sink: CompletionSink, records: RecordLookup): void;
-  /** Wakes and stops the dequeue loop; resolves when no thread is parked in the kernel. */
+  /** Wakes and stops the dequeue loop; resolves when no thread waits in the kernel. */
   stop(): Promise<void>;
   /**
    * Dequeues and delivers completions on the calling thread, waiting up to `ms` for the first;

@@ -6,9 +6,9 @@ import { DEFAULT_THREAD_SHARE, ThreadShare } from '../api/thread-share.js';
 import { formatAddress } from '../config/address.js';
 import { type BackendName, resolveBackend } from '../config/backend.js';
 import { CliError, type CliOptions, parseCli } from '../config/cli.js';
+import { ConfigError } from '../config/config-error.js';
 import { ConfigLifecycle, ReloadError, readState, type StateEntry } from '../config/lifecycle.js';
 import {
-  ConfigError,
   checkApiExposure,
   checkBoundAddresses,
   loadSettings,
@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<void> {
     if (level !== 'debug') process.stderr.write(`${msg} ${JSON.stringify(obj)}\n`);
   };
   // A throw in the completion path (or anywhere else nobody catches) leaves the engine's state
-  // unknown: log it, wake the dequeue thread (under Wine, exit waits forever on a thread parked
+  // unknown: log it, wake the dequeue thread (under Wine, exit waits forever on a thread waiting
   // in GetQueuedCompletionStatusEx) and exit non-zero at once, for a supervisor to restart us.
   let backendRef: Backend | null = null;
   let dying = false;

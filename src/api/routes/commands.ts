@@ -4,7 +4,9 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { ConfigError } from '../../config/config-error.js';
 import { StateWriteError } from '../../config/lifecycle.js';
+import { listenerFromInput } from '../../config/listener-input.js';
 import {
   isLoopbackIp,
   isWildcardIp,
@@ -16,7 +18,6 @@ import {
   unmapIp,
 } from '../../config/netrules.js';
 import { ListenerInput } from '../../config/schema.js';
-import { ConfigError, listenerFromInput } from '../../config/settings.js';
 import { ListenError } from '../../engine/engine.js';
 import type { ListenerConfig, TargetAddress } from '../../engine/options.js';
 import type { ConfigControlLike, EngineControlLike } from '../control.js';

@@ -1,5 +1,5 @@
 // The Windows completion backend: one I/O completion port, sockets associated with it under
-// keyport's keys, extended OVERLAPPED records in pinned memory, and a dequeue loop that parks
+// keyport's keys, extended OVERLAPPED records in pinned memory, and a dequeue loop that waits in
 // GetQueuedCompletionStatusEx on a libuv pool thread (koffi .async) so the event loop never blocks.
 import {
   type Backend,
@@ -112,7 +112,8 @@ export class IocpBackend implements Backend {
   private synchronous = false;
   private syncEntries: { block: PinnedBlock; view: DataView } | null = null;
   private stopping = false;
-  private parked: Promise<void> | null = null;
+  /** Settles when the dequeue loop (a pool thread waiting in the port) has ended. */
+  private dequeueLoop: Promise<void> | null = null;
 
   constructor(options: IocpOptions = {}) {
     this.onError =
@@ -161,8 +162,8 @@ export class IocpBackend implements Backend {
     this.entries = entries;
     this.entriesView = view;
     const removedAddr = entries.addr + BigInt(REMOVED_OFF);
-    this.parked = new Promise<void>((resolve) => {
-      const park = (): void => {
+    this.dequeueLoop = new Promise<void>((resolve) => {
+      const dequeue = (): void => {
         // The count slot holds NOT_RETURNED until this call returns: takeOver() tells by it
         // whether the call still waits or has entries its callback did not deliver yet.
         view.setUint32(REMOVED_OFF, NOT_RETURNED, true);
@@ -183,11 +184,11 @@ export class IocpBackend implements Backend {
             }
             const woken = this.deliverGuarded(view, view.getUint32(REMOVED_OFF, true));
             if (woken && this.stopping) resolve();
-            else park();
+            else dequeue();
           },
         );
       };
-      park();
+      dequeue();
     });
   }
 
@@ -267,7 +268,7 @@ export class IocpBackend implements Backend {
   private takeOver(): void {
     this.synchronous = true;
     const view = this.entriesView;
-    if (!view || !this.parked) return;
+    if (!view || !this.dequeueLoop) return;
     if (view.getUint32(REMOVED_OFF, true) === NOT_RETURNED) {
       w.PostQueuedCompletionStatus(this.port, 0, WAKE_KEY, 0n);
       const nap = new Int32Array(new SharedArrayBuffer(4));
@@ -283,10 +284,10 @@ export class IocpBackend implements Backend {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    if (this.parked) {
-      // Under Wine a thread parked in GQCSEx(INFINITE) is never woken by CloseHandle: post.
+    if (this.dequeueLoop) {
+      // Under Wine a thread waiting in GQCSEx(INFINITE) is never woken by CloseHandle: post.
       w.PostQueuedCompletionStatus(this.port, 0, WAKE_KEY, 0n);
-      await this.parked;
+      await this.dequeueLoop;
     }
     w.CloseHandle(this.port);
     if (this.entries) this.freePinned(this.entries);

@@ -5,8 +5,6 @@
 /** OVERLAPPED (32 B): Internal = NTSTATUS, InternalHigh = bytes transferred. */
 export const OV_INTERNAL = 0;
 export const OV_INTERNAL_HIGH = 8;
-export const OV_OFFSET = 16;
-export const OV_HEVENT = 24;
 export const OVERLAPPED_SIZE = 32;
 
 /** OVERLAPPED_ENTRY (32 B), as GetQueuedCompletionStatusEx fills it. */
@@ -24,5 +22,4 @@ export const REC_ACCEPT_SOCKET = 72; // intptr: AcceptEx's pre-created socket
 export const REC_ADDRS = 80; // AcceptEx local+remote address output / ConnectEx sockaddr
 /** Each address slot AcceptEx writes: sizeof(sockaddr_in6) + 16, as the docs require. */
 export const ACCEPT_ADDR_LEN = 28 + 16;
-export const REC_ADDRS_LEN = 2 * ACCEPT_ADDR_LEN;
 export const RECORD_SIZE = 192;

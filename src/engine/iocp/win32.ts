@@ -77,7 +77,6 @@ export { koffi };
 
 export const INVALID_SOCKET = -1;
 export const INVALID_HANDLE_VALUE = -1;
-export const SOCKET_ERROR = -1;
 export const INFINITE = 0xffffffff;
 export const WAIT_TIMEOUT = 258;
 
@@ -97,10 +96,8 @@ export const SO_UPDATE_ACCEPT_CONTEXT = 0x700b;
 export const SO_UPDATE_CONNECT_CONTEXT = 0x7010;
 export const IPPROTO_IPV6 = 41;
 export const IPV6_V6ONLY = 27;
-export const TCP_NODELAY = 0x0001;
 
 export const SD_SEND = 1;
-export const SD_BOTH = 2;
 
 export const SO_PROTOCOL_INFOW = 0x2005;
 /** WSAPROTOCOL_INFOW (628 B): dwServiceFlags1 @0, dwCatalogEntryId @36. */

@@ -173,7 +173,7 @@ export class UringBackend implements Backend {
   }
 
   /** Ops submitted (or queued for submission) whose completion has not been reaped. */
-  get opsInFlight(): number {
+  get inFlight(): number {
     return this.inKernel;
   }
 
@@ -297,7 +297,7 @@ export class UringBackend implements Backend {
     let more = false;
     for (let round = 0; ; round++) {
       // Entering runs deferred task work (COOP_TASKRUN) and flushes an overflowed CQ.
-      if (ring.pending() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW))
+      if (ring.unsubmitted() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW))
         this.enterRing(true);
       const n = ring.reap(REAP_BATCH, this.onCqe);
       if (this.batchCount > 0) {
@@ -315,7 +315,7 @@ export class UringBackend implements Backend {
         break;
       }
     }
-    if (ring.pending() > 0) this.enterRing(false);
+    if (ring.unsubmitted() > 0) this.enterRing(false);
     // Level-triggered poll would call again for ready CQEs, but not for pending task work.
     if (more || ring.cqReady() > 0 || ring.sqFlags() & (SQ_TASKRUN | SQ_CQ_OVERFLOW)) {
       this.queueTurn();
@@ -382,12 +382,12 @@ export class UringBackend implements Backend {
   private enterRing(force: boolean): void {
     const ring = this.ring;
     let interrupted = 0;
-    while (force || ring.pending() > 0) {
+    while (force || ring.unsubmitted() > 0) {
       force = false;
-      const before = ring.pending();
+      const before = ring.unsubmitted();
       const r = ring.enter(before, 0, ENTER_GETEVENTS);
       if (r >= 0) {
-        if (before > 0 && ring.pending() === before) {
+        if (before > 0 && ring.unsubmitted() === before) {
           this.queueTurn(); // no progress: try again next turn
           return;
         }
@@ -415,7 +415,7 @@ export class UringBackend implements Backend {
 
   private readonly flushTask = (): void => {
     this.flushQueued = false;
-    if (this.ring.closed || this.ring.pending() === 0) return;
+    if (this.ring.closed || this.ring.unsubmitted() === 0) return;
     try {
       this.enterRing(false);
     } catch (err) {
@@ -716,7 +716,7 @@ export class UringBackend implements Backend {
     // close() does not cancel io_uring requests (Windows' closesocket does): the engine cancels
     // every op and waits for it first. Queued SQEs naming this fd must reach the kernel before
     // the number can be reused.
-    if (!this.ring.closed && this.ring.pending() > 0) this.enterRing(false);
+    if (!this.ring.closed && this.ring.unsubmitted() > 0) this.enterRing(false);
     if (abortive) {
       // SO_LINGER {on, 0}: close sends RST instead of FIN.
       this.scratchView.setInt32(0, 1, true);

@@ -15,17 +15,13 @@ export const P_CQ_OFF = 80; // struct io_cqring_offsets
 export const SQO_HEAD = 0;
 export const SQO_TAIL = 4;
 export const SQO_RING_MASK = 8;
-export const SQO_RING_ENTRIES = 12;
 export const SQO_FLAGS = 16;
-export const SQO_DROPPED = 20;
 export const SQO_ARRAY = 24;
 
 /** io_cqring_offsets fields, relative to P_CQ_OFF. */
 export const CQO_HEAD = 0;
 export const CQO_TAIL = 4;
 export const CQO_RING_MASK = 8;
-export const CQO_RING_ENTRIES = 12;
-export const CQO_OVERFLOW = 16;
 export const CQO_CQES = 20;
 
 /** mmap offsets of the three regions. */
@@ -40,7 +36,6 @@ export const SETUP_COOP_TASKRUN = 1 << 8;
 export const SETUP_TASKRUN_FLAG = 1 << 9;
 
 export const FEAT_SINGLE_MMAP = 1 << 0;
-export const FEAT_NODROP = 1 << 1;
 
 /** SQ ring flags the kernel sets. */
 export const SQ_CQ_OVERFLOW = 1 << 1;

@@ -270,7 +270,7 @@ export class Ring {
   }
 
   /** SQEs written but not yet consumed by the kernel. */
-  pending(): number {
+  unsubmitted(): number {
     return (this.sqTail - Atomics.load(this.sq, this.sqHeadAt)) >>> 0;
   }
 
@@ -299,7 +299,7 @@ export class Ring {
     spliceFdIn = 0,
   ): boolean {
     if (this.closed) throw new BackendError('io_uring', EBADF, 'EBADF', 'ring closed');
-    if (this.pending() >= this.sqEntries) return false;
+    if (this.unsubmitted() >= this.sqEntries) return false;
     const i = this.sqTail & this.sqMask;
     const w = (i * SQE_SIZE) / 4;
     const d = (i * SQE_SIZE) / 8;
