@@ -3,14 +3,10 @@
 // Windows alike: it starts neither the engine nor Wine. Exit codes: 0 every rule translated,
 // 1 some skipped (the config holds the rest), 2 bad usage or input that is not netsh output.
 import { readFileSync, writeFileSync } from 'node:fs';
-import {
-  decodeNetshOutput,
-  describeRule,
-  formatConfig,
-  NetshInputError,
-  parseNetsh,
-  translateRules,
-} from '../config/import-netsh.js';
+import { decodeNetshOutput } from '../config/netsh/decode.js';
+import { parseNetsh } from '../config/netsh/parse.js';
+import { NetshInputError } from '../config/netsh/rules.js';
+import { describeRule, formatConfig, translateRules } from '../config/netsh/translate.js';
 
 export const IMPORT_NETSH_USAGE = `Usage: keyport import-netsh [FILE|-] [--out FILE]
 
