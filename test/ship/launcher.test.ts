@@ -1,0 +1,84 @@
+// The README's run command, as a user types it: keyport with its built-in default answers
+// /healthz; bad flags are refused before anything starts, naming the flag.
+import { spawnSync } from 'node:child_process';
+import net from 'node:net';
+import { join } from 'node:path';
+import t from 'tap';
+import { BACKEND, ROOT, startKeyport } from '../helpers/keyport.js';
+
+const bin = join(ROOT, 'bin', 'keyport.js');
+
+t.test('unknown flags and malformed addresses are refused, naming the flag', async (t) => {
+  const cases: Array<[string[], RegExp]> = [
+    [['--bogus'], /--bogus/],
+    [['--api', '127.0.0.1'], /--api/],
+    [['--listener', '127.0.0.1:7007=blah'], /--listener/],
+    [['--listener', '::1:7007=echo'], /bracket/],
+    [['--backend', 'epoll'], /--backend/],
+    [['--api', '127.0.0.1:70000'], /70000/],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
+    t.equal(r.status, 2, `${args.join(' ')} exits 2`);
+    t.match(r.stderr, pattern, `${args.join(' ')}: ${r.stderr.trim()}`);
+  }
+});
+
+t.test('--help and --version answer without starting anything', async (t) => {
+  const help = spawnSync(process.execPath, [bin, '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--listener ADDR=echo/);
+  const version = spawnSync(process.execPath, [bin, '--version'], { encoding: 'utf8' });
+  t.match(version.stdout, /^keyport \d+\.\d+\.\d+/);
+});
+
+t.test('keyport starts with its built-in default and answers /healthz', async (t) => {
+  // The default echo listener is 127.0.0.1:7007: if something else holds it, say so loudly.
+  const busy = await new Promise<boolean>((res) => {
+    const s = net.createServer().once('error', () => res(true));
+    s.listen(7007, '127.0.0.1', () => s.close(() => res(false)));
+  });
+  if (busy) {
+    process.stderr.write(
+      '\n*** SKIPPING the default-configuration test: 127.0.0.1:7007 is in use on this machine\n\n',
+    );
+    t.skip('127.0.0.1:7007 is in use on this machine');
+    return;
+  }
+  const k = await startKeyport([]);
+  t.teardown(() => k.stop());
+  const r = await k.get('/healthz');
+  t.equal(r.status, 200);
+  t.match(r.body, { status: 'ok', version: /^\d+\.\d+\.\d+$/ });
+  t.match(k.output(), new RegExp(`"backend":"${BACKEND}"`), `the ${BACKEND} backend is what runs`);
+  const ls = (await k.get('/listeners')).body as {
+    items: Array<{ address: string; mode: string }>;
+  };
+  t.match(ls.items, [{ address: '127.0.0.1:7007', mode: 'echo' }], 'the default echo listener');
+  const code = await k.stop();
+  t.equal(code, 0, 'SIGTERM ends it cleanly');
+});
+
+t.test(
+  'KEYPORT_LOG_FILE kept across runs: only this run is shown, not the earlier ones',
+  async (t) => {
+    const { FileFollower } = await import('../../dist/launcher/follow.js');
+    const { appendFileSync, mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { PassThrough } = await import('node:stream');
+    const file = join(mkdtempSync(join(tmpdir(), 'keyport-follow-')), 'keyport.log');
+    writeFileSync(file, 'an earlier run\n');
+    const sink = new PassThrough();
+    let shown = '';
+    sink.on('data', (d: Buffer) => (shown += d.toString()));
+    const follower = new FileFollower(file, sink, 10);
+    appendFileSync(file, 'this run\n');
+    await new Promise((r) => setTimeout(r, 50));
+    follower.close();
+    t.equal(
+      shown,
+      'this run\n',
+      'the terminal shows what this run appends, from where the file ended',
+    );
+  },
+);
