@@ -36,12 +36,12 @@ export class Announcer {
         listener: listener.id,
         address: formatSocketAddress(listener.bound) ?? '',
         mode,
-        key: listener.key?.keyHex ?? '',
+        key: listener.keyEntry?.keyHex ?? '',
       });
     }
     this.log(
       'info',
-      { listener: listener.id, mode, address: listener.bound, key: listener.key?.keyHex },
+      { listener: listener.id, mode, address: listener.bound, key: listener.keyEntry?.keyHex },
       'listener started',
     );
   }
@@ -73,7 +73,7 @@ export class Announcer {
         at: Date.now(),
         connection: conn.id,
         listener: conn.listener.id,
-        key: conn.client.key.keyHex,
+        key: conn.client.keyEntry.keyHex,
         acceptKey: acceptKey === null ? null : hex64(acceptKey),
         remote: formatSocketAddress(conn.client.remote),
       });

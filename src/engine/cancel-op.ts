@@ -24,7 +24,7 @@ export interface CancelOutcome {
   bytes: number | null;
 }
 
-type OwnerIds = (key: KeyEntry | null) => { connection: string | null; listener: string | null };
+type OwnerIds = (entry: KeyEntry | null) => { connection: string | null; listener: string | null };
 
 export class OpCancels {
   /** Waiters by record; `gen` tells a later op on the same record from the one cancelled. */
@@ -52,13 +52,13 @@ export class OpCancels {
   ): Promise<CancelOutcome | 'not-found' | 'not-cancellable'> {
     const rec = this.ops.byAddress(recordAddr);
     if (!rec?.inFlight || !rec.keyEntry) return 'not-found';
-    const key = rec.keyEntry;
-    if (key.sock < 0) return 'not-cancellable'; // the heartbeat is a posted packet, not I/O
-    const { connection, listener } = this.ownerIds(key);
+    const entry = rec.keyEntry;
+    if (entry.sock < 0) return 'not-cancellable'; // the heartbeat is a posted packet, not I/O
+    const { connection, listener } = this.ownerIds(entry);
     const outcome: CancelOutcome = {
       record: rec.addressHex,
       op: rec.kind,
-      key: key.keyHex,
+      key: entry.keyHex,
       connection,
       listener,
       cancelRequested: false,
@@ -89,7 +89,7 @@ export class OpCancels {
       ? this.backend.codes.notFound
       : rec.cancelRequested
         ? 0
-        : this.backend.cancel(key.sock, rec);
+        : this.backend.cancel(entry.sock, rec);
     if (code !== 0) {
       outcome.cancelError = this.backend.errorName(code);
       return outcome;

@@ -215,8 +215,8 @@ function connectionFixed(c: Connection) {
     id: c.id,
     listener: c.listener.id,
     mode: c.listener.mode,
-    key: c.client.key.keyHex,
-    upstreamKey: up ? up.key.keyHex : null,
+    key: c.client.keyEntry.keyHex,
+    upstreamKey: up ? up.keyEntry.keyHex : null,
     local: formatSocketAddress(c.client.local),
     remote: formatSocketAddress(c.client.remote),
     upstream: up ? formatSocketAddress(up.remote) : null,
@@ -280,9 +280,9 @@ export class EngineControl {
       balance: l.upstreams?.policy ?? null,
       upstreams: l.upstreams ? l.upstreams.list.map((u) => upstreamSnapshot(u, now)) : [],
       state: l.degraded ? 'degraded' : l.state,
-      key: l.key?.keyHex ?? null,
+      key: l.keyEntry?.keyHex ?? null,
       acceptDepth: cfg.acceptDepth,
-      acceptsPending: l.pendingAccepts,
+      acceptsPending: l.acceptsInFlight,
       connections: l.connections.size,
       maxConnections: cfg.maxConnections,
       onLimit: cfg.onLimit,
@@ -365,7 +365,7 @@ export class EngineControl {
 
   /** Stamped with the upstream and the state: the upstream's key and address come later. */
   private connectionJson(c: Connection, now: number): string {
-    const stamp = c.upstream ? `${c.state}:${c.upstream.key.keyHex}` : c.state;
+    const stamp = c.upstream ? `${c.state}:${c.upstream.keyEntry.keyHex}` : c.state;
     return this.connectionTexts.json(c, stamp, () => connectionFixed(c), connectionMoving(c, now));
   }
 
@@ -412,7 +412,7 @@ export class EngineControl {
       const c = this.engine.connections.get(filter.connection);
       const mine: OpRecord[] = [];
       for (const side of c ? [c.client, c.upstream] : [])
-        for (const rec of side?.key.ops ?? []) mine.push(rec as OpRecord);
+        for (const rec of side?.keyEntry.ops ?? []) mine.push(rec as OpRecord);
       mine.sort((a, b) => a.slot - b.slot);
       return pageWalk(mine.values(), { ...filter, knownTotal: null, matches, render });
     }

@@ -30,16 +30,16 @@ export interface EngineCore {
   readonly buffers: BufferPool;
   readonly splicePipes: SplicePipes | null;
   readonly traceDepth: number;
-  /** A record for a new op on the socket of `key`; fill in its arguments, then submit it. */
-  newOp(kind: OpKind, key: KeyEntry, owner: OpOwner): OpRecord;
+  /** A record for a new op on the socket of `entry`; fill in its arguments, then submit it. */
+  newOp(kind: OpKind, entry: KeyEntry, owner: OpOwner): OpRecord;
   /** Hands the op to the kernel; an inline result is completed later, queued. */
   submit(rec: OpRecord): void;
   /** Asks the kernel to cancel one op (its completion still comes, through complete()). */
   cancel(rec: OpRecord): void;
-  /** Asks the kernel to cancel every op in flight on the socket of `key`, one by one. */
-  cancelAll(key: KeyEntry): void;
+  /** Asks the kernel to cancel every op in flight on the socket of `entry`, one by one. */
+  cancelAll(entry: KeyEntry): void;
   assignKey(sock: number, owner: KeyOwner): KeyEntry;
-  releaseKey(key: KeyEntry): void;
+  releaseKey(entry: KeyEntry): void;
   nextConnectionId(): string;
   /** `acceptKey`: the key the accept's packet carried (null: it completed inline). */
   connectionOpened(conn: Connection, acceptKey: bigint | null): void;

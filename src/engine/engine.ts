@@ -125,20 +125,20 @@ export class Engine implements EngineCore, CompletionSink {
 
   // ---- ops: issue, cancel ------------------------------------------------------------------------
 
-  newOp(kind: OpKind, key: KeyEntry, owner: OpOwner): OpRecord {
-    return this.ops.acquire(kind, key, owner);
+  newOp(kind: OpKind, entry: KeyEntry, owner: OpOwner): OpRecord {
+    return this.ops.acquire(kind, entry, owner);
   }
 
   submit(rec: OpRecord): void {
-    const key = rec.keyEntry as KeyEntry;
-    key.ops.add(rec);
+    const entry = rec.keyEntry as KeyEntry;
+    entry.ops.add(rec);
     let result: StartResult;
     try {
       result = this.backend.submit(rec);
     } catch (err) {
       this.logger(
         'error',
-        { op: rec.kind, key: key.keyHex, err: (err as Error).message },
+        { op: rec.kind, key: entry.keyHex, err: (err as Error).message },
         'op failed to start',
       );
       // Completes as a failure through the normal path, in the backend's own code space.
@@ -162,8 +162,8 @@ export class Engine implements EngineCore, CompletionSink {
     this.backend.cancel(rec.sock, rec);
   }
 
-  cancelAll(key: KeyEntry): void {
-    for (const rec of key.ops) this.cancel(rec as OpRecord);
+  cancelAll(entry: KeyEntry): void {
+    for (const rec of entry.ops) this.cancel(rec as OpRecord);
   }
 
   // ---- completions: dequeued, inline, applied ----------------------------------------------------
@@ -257,9 +257,9 @@ export class Engine implements EngineCore, CompletionSink {
     if (FAULTS.throwAfter > 0 && this.stats.completions >= FAULTS.throwAfter) {
       throw new Error(`KEYPORT_TEST_FAULTS throw-after:${FAULTS.throwAfter}: injected throw`);
     }
-    const key = rec.keyEntry as KeyEntry;
-    key.ops.delete(rec);
-    key.completions++;
+    const entry = rec.keyEntry as KeyEntry;
+    entry.ops.delete(rec);
+    entry.completions++;
     this.stats.completions++;
     const latency = (performance.now() - rec.issuedAt) / 1000;
     // A selected recv: the buffer the kernel filled is the record's from now on (released
@@ -277,13 +277,13 @@ export class Engine implements EngineCore, CompletionSink {
     }
     this.observer?.completion(rec.kind, latency, code, errorName, inline);
     if (this.cancels.waiting) this.cancels.settle(rec, errorName, bytes);
-    const ko = key.owner;
+    const ko = entry.owner;
     if (ko?.kind === 'connection') {
       const conn = this.connections.get(ko.id);
       conn?.trace.record(
         rec.issuedAtWall + latency * 1000, // completion time, without another clock read
-        keyAsDequeued(inline ? null : dequeuedKey, key),
-        key.keyHex,
+        keyAsDequeued(inline ? null : dequeuedKey, entry),
+        entry.keyHex,
         rec.addressHex,
         rec.kind,
         ko.side,
@@ -337,8 +337,8 @@ export class Engine implements EngineCore, CompletionSink {
   }
 
   /** The connection and the listener a key belongs to, for views and events. */
-  ownerIds(key: KeyEntry | null): { connection: string | null; listener: string | null } {
-    const owner = key?.owner;
+  ownerIds(entry: KeyEntry | null): { connection: string | null; listener: string | null } {
+    const owner = entry?.owner;
     if (owner?.kind === 'listener' || owner?.kind === 'check')
       return { connection: null, listener: owner.id };
     if (owner?.kind !== 'connection') return { connection: null, listener: null };
@@ -412,8 +412,8 @@ export class Engine implements EngineCore, CompletionSink {
     return this.keys.assign(sock, owner);
   }
 
-  releaseKey(key: KeyEntry): void {
-    this.keys.release(key);
+  releaseKey(entry: KeyEntry): void {
+    this.keys.release(entry);
   }
 
   nextConnectionId(): string {

@@ -65,8 +65,8 @@ export function accessLogRecord(conn: Connection, at: Date, nowPerf: number): Ac
     upstream: forward
       ? (formatSocketAddress(up?.remote ?? null) ?? formatTarget(conn.listener.target))
       : null,
-    clientKey: conn.client.key.keyHex,
-    upstreamKey: up ? up.key.keyHex : null,
+    clientKey: conn.client.keyEntry.keyHex,
+    upstreamKey: up ? up.keyEntry.keyHex : null,
     bytesIn: conn.client.bytesIn,
     bytesOut: conn.client.bytesOut,
     upstreamBytesIn: forward ? (up?.bytesIn ?? 0) : null,

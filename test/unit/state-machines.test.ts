@@ -264,7 +264,7 @@ test(
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const { conn, sock } = accept(r);
-    const k1 = conn.client.key.key;
+    const k1 = conn.client.keyEntry.key;
     t.same(
       r.fake.calls('associate', sock).map((c) => c.key),
       [k1],
@@ -276,7 +276,11 @@ test(
     t.ok(liveKeys(r.engine).includes(k1), 'key still taken');
     // Meanwhile another client: it must get another slot.
     const c2 = accept(r);
-    t.not(c2.conn.client.key.index, conn.client.key.index, 'the in-flight key slot is not reused');
+    t.not(
+      c2.conn.client.keyEntry.index,
+      conn.client.keyEntry.index,
+      'the in-flight key slot is not reused',
+    );
     // The cancelled wait completes; only now is the socket closed (RST) and the key released.
     let keyLiveAtClose: boolean | null = null;
     r.fake.onCall = (c) => {
@@ -289,10 +293,10 @@ test(
     t.notOk(liveKeys(r.engine).includes(k1), 'then released');
     // The next connection takes that slot, with generation 2, and the kernel sees that key.
     const c3 = accept(r);
-    t.equal(c3.conn.client.key.index, conn.client.key.index, 'slot reused once free');
+    t.equal(c3.conn.client.keyEntry.index, conn.client.keyEntry.index, 'slot reused once free');
     t.equal(
       r.fake.calls('associate', c3.sock)[0]?.key,
-      (2n << 32n) | BigInt(conn.client.key.index),
+      (2n << 32n) | BigInt(conn.client.keyEntry.index),
     );
   },
 );
@@ -378,7 +382,7 @@ test(
 test(t, 'listener: binds, associates its key, keeps acceptDepth accepts posted', async (t) => {
   const r = await rig(t, { listener: { acceptDepth: 3 } });
   const { fake, lsock, listener } = r;
-  const key = listener.key as KeyEntry;
+  const key = listener.keyEntry as KeyEntry;
   const first = fake.log.findIndex((c) => c.call === 'createSocket');
   t.same(
     fake.log.slice(first, first + 3).map((c) => [c.call, c.sock]),
@@ -396,7 +400,7 @@ test(t, 'listener: binds, associates its key, keeps acceptDepth accepts posted',
   t.equal(new Set(accepts.map((a) => a.acceptSock)).size, 3, 'each accept has its own socket');
   for (const a of accepts)
     t.ok(fake.calls('createSocket', a.acceptSock).length === 1, 'created before the AcceptEx');
-  t.equal(listener.pendingAccepts, 3);
+  t.equal(listener.acceptsInFlight, 3);
   t.equal(listener.state, 'listening');
   t.notOk(listener.degraded);
   t.equal(fake.calls('post').length, 1, 'the heartbeat was posted');
@@ -407,15 +411,15 @@ test(
   'listener: the accept completes on the listener key; the new socket gets its own key; the chain is re-posted',
   async (t) => {
     const r = await rig(t);
-    const lkey = (r.listener.key as KeyEntry).key;
+    const lkey = (r.listener.keyEntry as KeyEntry).key;
     const { conn, sock, op } = accept(r);
     const done = r.fake.calls('completion').at(-1);
     t.equal(done?.key, lkey, 'the accept packet carried the listener key');
     t.equal(sock, op.acceptSock, 'the connection runs on the pre-created socket');
     const assoc = r.fake.calls('associate', sock);
     t.equal(assoc.length, 1);
-    t.equal(assoc[0]?.key, conn.client.key.key);
-    t.not(conn.client.key.key, lkey, 'its own key');
+    t.equal(assoc[0]?.key, conn.client.keyEntry.key);
+    t.not(conn.client.keyEntry.key, lkey, 'its own key');
     t.ok((assoc[0]?.seq ?? 0) > (done?.seq ?? 0), 'associated after the accept completed');
     t.equal(r.fake.calls('finishAccept', sock).length, 1, 'SO_UPDATE_ACCEPT_CONTEXT');
     t.equal(r.seen.errors.size, 0);
@@ -423,8 +427,8 @@ test(
     const opened = r.events.find((e) => e.type === 'connection-opened');
     t.match(opened, {
       connection: conn.id,
-      key: conn.client.key.keyHex,
-      acceptKey: (r.listener.key as KeyEntry).keyHex,
+      key: conn.client.keyEntry.keyHex,
+      acceptKey: (r.listener.keyEntry as KeyEntry).keyHex,
     });
     t.same(r.seen.opened, [conn.id]);
     const wait = r.fake.one('recv', sock);
@@ -432,11 +436,11 @@ test(
     t.equal(wait.bufAddr, 0n);
     r.fake.complete(wait);
     const trace = conn.trace.entries();
-    t.match(trace[0], { op: 'accept', key: (r.listener.key as KeyEntry).keyHex });
-    t.match(trace[1], { op: 'recv', key: conn.client.key.keyHex, keyMismatch: false });
+    t.match(trace[0], { op: 'accept', key: (r.listener.keyEntry as KeyEntry).keyHex });
+    t.match(trace[1], { op: 'recv', key: conn.client.keyEntry.keyHex, keyMismatch: false });
     t.equal(
       r.fake.calls('completion').at(-1)?.key,
-      conn.client.key.key,
+      conn.client.keyEntry.key,
       'its first packet: own key',
     );
   },
@@ -496,7 +500,7 @@ test(
     t.equal(r.fake.pending('accept').length, 1);
     t.notOk(r.listener.degraded, 'one accept still posted');
     r.fake.complete(r.fake.one('accept'), { status: CODES.netnameDeleted });
-    t.equal(r.listener.pendingAccepts, 0);
+    t.equal(r.listener.acceptsInFlight, 0);
     t.ok(r.listener.degraded, 'no accept posted and none can be: degraded');
     t.ok(r.listener.acceptError, 'with the last error');
     await sleep(60);
@@ -531,7 +535,7 @@ test(
     const r = await rig(t, { listener: { acceptDepth: 2 } });
     const c1 = accept(r);
     const [a1, a2] = r.fake.pending('accept', r.lsock) as [FakeOp, FakeOp];
-    const lkey = (r.listener.key as KeyEntry).key;
+    const lkey = (r.listener.keyEntry as KeyEntry).key;
     const closeSeq = r.fake.log.length;
     r.engine.closeListener(r.listener.id, 'drain', 60_000);
     t.equal(r.listener.state, 'closing');
@@ -781,7 +785,7 @@ test(t, 'connection: forward connect success starts both directions', async (t) 
   );
   const connect = r.fake.one('connect', up);
   t.same(connect.peer, { host: '127.0.0.1', port: 9, family: 4 });
-  t.equal(r.fake.calls('associate', up)[0]?.key, conn.upstream?.key.key);
+  t.equal(r.fake.calls('associate', up)[0]?.key, conn.upstream?.keyEntry.key);
   t.same(r.fake.pending('recv'), [], 'nothing read before the upstream is connected');
   r.fake.complete(connect);
   t.equal(conn.state, 'open');
@@ -1334,7 +1338,7 @@ test(
     const { conn, client, up } = openForward(r);
     const cw = r.fake.one('recv', client);
     const uw = wake(r, up); // a buffered read on the upstream
-    const keys = [conn.client.key.key, conn.upstream?.key.key];
+    const keys = [conn.client.keyEntry.key, conn.upstream?.keyEntry.key];
     r.engine.closeConnection(conn.id, 'abort');
     t.same(
       r.fake
@@ -1404,7 +1408,7 @@ test(
   async (t) => {
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const c1 = accept(r);
-    const k1 = c1.conn.client.key.key;
+    const k1 = c1.conn.client.keyEntry.key;
     const w1 = r.fake.one('recv', c1.sock);
     r.fake.complete(w1);
     const rd1 = r.fake.one('recv', c1.sock);
@@ -1416,7 +1420,7 @@ test(
     t.equal(r.engine.anomalies.counts.stray, 1, 'stray');
     // c2's ops reuse c1's records (LIFO), and c1's key slot with a new generation.
     const c2 = accept(r);
-    const k2 = c2.conn.client.key.key;
+    const k2 = c2.conn.client.keyEntry.key;
     t.equal(k2 & 0xffffffffn, k1 & 0xffffffffn, 'same key slot');
     t.not(k2, k1, 'another generation');
     const w2 = r.fake.one('recv', c2.sock);
@@ -1424,7 +1428,7 @@ test(
     r.fake.packet(k1, w2.addr, 0, 0); // the record still reads STATUS_PENDING
     r.fake.endBatch(1);
     t.equal(r.engine.anomalies.counts.duplicate, 1, 'duplicate: the kernel still holds the record');
-    t.equal(c2.conn.client.key.inFlight, 1, 'c2’s op is still pending');
+    t.equal(c2.conn.client.keyEntry.inFlight, 1, 'c2’s op is still pending');
     // The kernel has finished c2's op (its result is in the record), but a stale packet with c1's
     // key is dequeued before c2's own.
     w2.rec.view.setInt32(STATUS_OFFSET, 0, true);
@@ -1676,11 +1680,11 @@ test(t, 'completion checks: a stray packet is counted and reaches no one', async
   const { conn, sock } = accept(r);
   const before = r.fake.log.length;
   const completions = r.engine.stats.completions;
-  r.fake.packet(conn.client.key.key, 0xdead_0000n, 0, 0); // no record there
+  r.fake.packet(conn.client.keyEntry.key, 0xdead_0000n, 0, 0); // no record there
   const free = [...r.fake.ops].find(
     (o) => o.state === 'completed' && !r.engine.ops.byAddress(o.addrNum)?.inFlight,
   );
-  r.fake.packet(conn.client.key.key, (free as FakeOp).addr, 0, 0); // a record with no op
+  r.fake.packet(conn.client.keyEntry.key, (free as FakeOp).addr, 0, 0); // a record with no op
   r.fake.endBatch(2);
   t.equal(r.engine.anomalies.counts.stray, 2);
   t.equal(r.engine.stats.completions, completions, 'no op completed');
@@ -1693,7 +1697,7 @@ test(t, 'completion checks: a stray packet is counted and reaches no one', async
   t.match(
     r.events.filter((e) => e.type === 'anomaly'),
     [
-      { kind: 'stray', key: conn.client.key.keyHex, record: '0x00000000dead0000', op: null },
+      { kind: 'stray', key: conn.client.keyEntry.keyHex, record: '0x00000000dead0000', op: null },
       { kind: 'stray' },
     ],
   );
@@ -1707,7 +1711,7 @@ test(
     const { conn, sock } = accept(r);
     const rd = wake(r, sock);
     // As KEYPORT_TEST_FAULTS=wrong-key does: the top bit flipped, a key no socket was given.
-    const wrong = conn.client.key.key ^ (1n << 63n);
+    const wrong = conn.client.keyEntry.key ^ (1n << 63n);
     const wrongHex = `0x${wrong.toString(16).padStart(16, '0')}`;
     // The kernel writes data into the buffer and finishes the op; the packet carries that key.
     r.fake.complete(rd, { data: 'secret', key: wrong });
@@ -1724,7 +1728,7 @@ test(
     });
     t.match(conn.trace.entries().at(-1), {
       key: wrongHex,
-      expectedKey: conn.client.key.keyHex,
+      expectedKey: conn.client.keyEntry.keyHex,
       keyMismatch: true,
       status: 'KEY_MISMATCH',
       bytes: 0,
@@ -1734,7 +1738,7 @@ test(
       {
         kind: 'key-mismatch',
         key: wrongHex,
-        expectedKey: conn.client.key.keyHex,
+        expectedKey: conn.client.keyEntry.keyHex,
         connection: conn.id,
       },
     );
@@ -1754,7 +1758,7 @@ test(
       'its record was not reused',
     );
     // Another packet for it: nothing owns it.
-    r.fake.packet(conn.client.key.key, rd.addr, 6, 0);
+    r.fake.packet(conn.client.keyEntry.key, rd.addr, 6, 0);
     r.fake.endBatch(1);
     t.equal(r.engine.anomalies.counts.stray, 1);
   },
@@ -1767,7 +1771,7 @@ test(
     const r = await rig(t, { listener: { acceptDepth: 2 } });
     const { conn, sock } = accept(r);
     const rd = wake(r, sock);
-    const lkey = r.listener.key as KeyEntry;
+    const lkey = r.listener.keyEntry as KeyEntry;
     // The kernel finished the read (data in the buffer, result in the record), and a packet
     // naming the record with the listener's key is dequeued before the op's own.
     r.fake.complete(rd, { data: 'secret', key: lkey.key }, false);
@@ -1777,7 +1781,7 @@ test(
       r.events.find((e) => e.type === 'anomaly'),
       {
         key: lkey.keyHex,
-        expectedKey: conn.client.key.keyHex,
+        expectedKey: conn.client.keyEntry.keyHex,
       },
     );
     t.same(
@@ -1785,11 +1789,11 @@ test(
       [],
       'its data did not reach the owner through that packet',
     );
-    t.equal(r.listener.pendingAccepts, 2, 'nor did it reach the listener whose key it carried');
+    t.equal(r.listener.acceptsInFlight, 2, 'nor did it reach the listener whose key it carried');
     t.equal(r.engine.connections.size, 1);
     if (r.engine.anomalies.counts.duplicate === 1) {
       // Dropped as stale: the op's own packet (same record, its own key) completes it.
-      r.fake.packet(conn.client.key.key, rd.addr, 6, 0);
+      r.fake.packet(conn.client.keyEntry.key, rd.addr, 6, 0);
       r.fake.endBatch(1);
       t.equal(
         r.fake.one('send', sock).data?.toString(),
@@ -1814,10 +1818,10 @@ test(
       STATUS_PENDING,
       'the record reads pending',
     );
-    r.fake.packet(conn.client.key.key, wait.addr, 0, 0);
+    r.fake.packet(conn.client.keyEntry.key, wait.addr, 0, 0);
     r.fake.endBatch(1);
     t.equal(r.engine.anomalies.counts.duplicate, 1);
-    t.equal(conn.client.key.inFlight, 1, 'the op is still in flight');
+    t.equal(conn.client.keyEntry.inFlight, 1, 'the op is still in flight');
     t.same(r.fake.pending('recv', sock), [wait], 'nothing new was submitted');
     r.fake.complete(wait);
     t.equal(r.fake.one('recv', sock).length, BUF, 'its real completion is applied');
@@ -1834,7 +1838,7 @@ test(
     r.fake.complete(r.fake.one('recv', sock), {}, false);
     const rd = r.fake.ops.at(-1) as FakeOp;
     // The record's memory matches the packet exactly: only "inline-queued" tells them apart.
-    r.fake.packet(conn.client.key.key, rd.addr, 4, 0);
+    r.fake.packet(conn.client.keyEntry.key, rd.addr, 4, 0);
     r.fake.endBatch(2);
     t.equal(r.engine.anomalies.counts.duplicate, 1);
     t.equal(r.fake.calls('submit').filter((c) => c.kind === 'send').length, 1, 'relayed once');
@@ -1849,7 +1853,7 @@ test(t, 'completion checks: a byte count that is not the record’s is a duplica
   r.fake.mem(rd.bufAddr, 10).set(Buffer.from('0123456789'));
   rd.rec.view.setInt32(STATUS_OFFSET, 0, true);
   rd.rec.view.setUint32(BYTES_OFFSET, 10, true);
-  r.fake.packet(conn.client.key.key, rd.addr, 7, 0);
+  r.fake.packet(conn.client.keyEntry.key, rd.addr, 7, 0);
   r.fake.endBatch(1);
   t.equal(r.engine.anomalies.counts.duplicate, 1);
   t.same(r.fake.pending('send'), []);
@@ -1862,7 +1866,7 @@ test(t, 'completion checks: the same packet delivered twice completes the op onc
   const { conn, sock } = accept(r);
   const rd = wake(r, sock);
   r.fake.complete(rd, { data: 'abc' }, false);
-  r.fake.packet(conn.client.key.key, rd.addr, 3, 0);
+  r.fake.packet(conn.client.keyEntry.key, rd.addr, 3, 0);
   r.fake.endBatch(2);
   t.equal(r.engine.anomalies.total, 1);
   t.equal(r.fake.calls('submit').filter((c) => c.kind === 'send').length, 1);
@@ -1888,7 +1892,7 @@ test(
     const r = await rig(t, { listener: { acceptDepth: 1 } });
     const { conn } = accept(r);
     const post = r.fake.posts[0] as FakeBackend['posts'][number];
-    r.fake.packet(conn.client.key.key, post.rec.addr, 0, 0);
+    r.fake.packet(conn.client.keyEntry.key, post.rec.addr, 0, 0);
     r.fake.endBatch(1);
     t.equal(r.engine.anomalies.total, 1, 'counted');
     t.equal(r.engine.heartbeat.lastSeenAt, 0, 'not taken for the heartbeat');
@@ -1906,7 +1910,7 @@ test(
     const { conn } = accept(r);
     const post = r.fake.posts[0] as FakeBackend['posts'][number];
     t.doesNotThrow(() => {
-      r.fake.packet(conn.client.key.key ^ (1n << 63n), post.rec.addr, 0, 0);
+      r.fake.packet(conn.client.keyEntry.key ^ (1n << 63n), post.rec.addr, 0, 0);
       r.fake.endBatch(1);
     }, 'the completion path survives');
     t.equal(r.engine.anomalies.counts['key-mismatch'], 1);
@@ -1932,7 +1936,7 @@ test(
       t.match(o, {
         record: `0x${wait.addr.toString(16).padStart(16, '0')}`,
         op: 'recv',
-        key: conn.client.key.keyHex,
+        key: conn.client.keyEntry.keyHex,
         connection: conn.id,
         cancelRequested: true,
         completed: true,

@@ -92,7 +92,7 @@ export class Connection implements OpOwner {
 
   get opsInFlight(): number {
     let n = 0;
-    for (const ep of this.endpoints) n += ep.key.inFlight;
+    for (const ep of this.endpoints) n += ep.keyEntry.inFlight;
     return n;
   }
 
@@ -222,7 +222,7 @@ export class Connection implements OpOwner {
     this.attempts.push(ep);
     this.upstream = ep;
     ep.remote = addr;
-    const rec = this.core.newOp('connect', ep.key, this);
+    const rec = this.core.newOp('connect', ep.keyEntry, this);
     rec.peer = addr;
     this.core.submit(rec);
     if (this.tried < this.candidates.length) {
@@ -243,7 +243,7 @@ export class Connection implements OpOwner {
    * nothing of it is in flight. One with an op still in flight stays for the close to take.
    */
   private dropAttempt(ep: Endpoint, why: string): void {
-    if (ep.key.inFlight > 0) return;
+    if (ep.keyEntry.inFlight > 0) return;
     this.attempts.splice(this.attempts.indexOf(ep), 1);
     this.core.log(
       'debug',
@@ -252,7 +252,7 @@ export class Connection implements OpOwner {
     );
     ep.closed = true;
     this.core.backend.closeSocket(ep.sock, true);
-    this.core.releaseKey(ep.key);
+    this.core.releaseKey(ep.keyEntry);
     if (this.upstream === ep) this.upstream = this.attempts[this.attempts.length - 1] ?? null;
   }
 
@@ -289,7 +289,7 @@ export class Connection implements OpOwner {
     this.clearStagger();
     if (this.attempts.length > 0) {
       // Each connect completes aborted; the last one counts the failure.
-      for (const a of this.attempts) this.core.cancelAll(a.key);
+      for (const a of this.attempts) this.core.cancelAll(a.keyEntry);
       return;
     }
     // Still resolving the name: give up now.
@@ -300,7 +300,7 @@ export class Connection implements OpOwner {
 
   /** A connect op completed (one of the attempts racing, when the target has several addresses). */
   complete(rec: OpRecord, code: number): void {
-    const ep = this.attempts.find((a) => a.key === rec.keyEntry) ?? null;
+    const ep = this.attempts.find((a) => a.keyEntry === rec.keyEntry) ?? null;
     if (this.state === 'open' && ep) {
       this.dropAttempt(ep, 'another address connected first'); // a loser of the race
       return;
@@ -335,7 +335,7 @@ export class Connection implements OpOwner {
     this.upstream = ep;
     this.attempts.splice(this.attempts.indexOf(ep), 1);
     // The other attempts lose: cancelled, each dropped when its completion comes.
-    for (const a of this.attempts) this.core.cancelAll(a.key);
+    for (const a of this.attempts) this.core.cancelAll(a.keyEntry);
     this.state = 'open';
     if (this.target) this.listener.upstreams?.connected(this.target);
     this.touch();
@@ -409,7 +409,7 @@ export class Connection implements OpOwner {
     this.closeDeadline = timeout > 0 ? performance.now() + timeout : 0;
     if (wasConnecting) {
       // Nothing was relayed yet: give up the connect; the client gets a plain FIN.
-      for (const ep of this.endpoints) this.core.cancelAll(ep.key);
+      for (const ep of this.endpoints) this.core.cancelAll(ep.keyEntry);
     } else {
       for (const p of this.directions) p.stopReading();
     }
@@ -428,7 +428,7 @@ export class Connection implements OpOwner {
       this.closeReason = this.state === 'closing' ? `${this.closeReason}; then ${reason}` : reason;
       this.state = 'closing';
       this.abortive = true;
-      for (const ep of this.endpoints) this.core.cancelAll(ep.key);
+      for (const ep of this.endpoints) this.core.cancelAll(ep.keyEntry);
     }
     this.tryFinishClose(); // also when called from the completion of an op being cancelled
   }
@@ -439,7 +439,7 @@ export class Connection implements OpOwner {
     for (const ep of this.endpoints) {
       ep.closed = true;
       this.core.backend.closeSocket(ep.sock, this.abortive);
-      this.core.releaseKey(ep.key);
+      this.core.releaseKey(ep.keyEntry);
     }
     this.state = 'closed';
     this.clearStagger();

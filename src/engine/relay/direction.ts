@@ -78,7 +78,7 @@ export class RelayDirection implements OpOwner {
       this.finish();
       return;
     }
-    const rec = this.core.newOp('recv', this.from.key, this);
+    const rec = this.core.newOp('recv', this.from.keyEntry, this);
     const provided = this.core.buffers.provided;
     if (this.kpipe) {
       // Splice now after a full chunk (more is likely there); else wait for data first.
@@ -100,7 +100,7 @@ export class RelayDirection implements OpOwner {
   }
 
   private write(buf: PinnedBlock | null, offset: number): void {
-    const rec = this.core.newOp('send', this.to.key, this);
+    const rec = this.core.newOp('send', this.to.keyEntry, this);
     if (buf) rec.buffer = buf;
     else rec.splice = (this.kpipe as KernelPipe).read; // the bytes are in the pipe
     rec.offset = offset;

@@ -25,7 +25,7 @@ export class Endpoint {
   constructor(
     readonly side: 'client' | 'upstream',
     readonly sock: number,
-    readonly key: KeyEntry,
+    readonly keyEntry: KeyEntry,
     private readonly addresses: AddressSource,
   ) {}
 
@@ -99,15 +99,15 @@ export function openConnectEndpoint(
 ): Endpoint {
   const backend = core.backend;
   const sock = backend.createSocket(family);
-  let key: KeyEntry | null = null;
+  let entry: KeyEntry | null = null;
   try {
     backend.bindAny(sock, family);
-    key = core.assignKey(sock, owner);
-    backend.associate(sock, key.key);
-    return new Endpoint('upstream', sock, key, backend);
+    entry = core.assignKey(sock, owner);
+    backend.associate(sock, entry.key);
+    return new Endpoint('upstream', sock, entry, backend);
   } catch (err) {
     backend.closeSocket(sock, true);
-    if (key) core.releaseKey(key);
+    if (entry) core.releaseKey(entry);
     throw err;
   }
 }

@@ -48,7 +48,7 @@ export class HealthChecks implements OpOwner {
     this.stopped = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    for (const p of this.probes.values()) this.core.cancelAll(p.ep.key);
+    for (const p of this.probes.values()) this.core.cancelAll(p.ep.keyEntry);
   }
 
   private round(): void {
@@ -84,7 +84,7 @@ export class HealthChecks implements OpOwner {
       return;
     }
     ep.remote = addr;
-    const rec = this.core.newOp('connect', ep.key, this);
+    const rec = this.core.newOp('connect', ep.keyEntry, this);
     rec.peer = addr;
     const timeoutMs = this.upstreams.checks?.timeoutMs ?? 2000;
     const probe: Probe = {
@@ -93,7 +93,7 @@ export class HealthChecks implements OpOwner {
       timedOut: false,
       timer: setTimeout(() => {
         probe.timedOut = true;
-        this.core.cancelAll(probe.ep.key);
+        this.core.cancelAll(probe.ep.keyEntry);
       }, timeoutMs),
     };
     this.probes.set(rec, probe);
@@ -113,7 +113,7 @@ export class HealthChecks implements OpOwner {
     ep.closed = true;
     // A check that connected ends with FIN, as a polite client would; a failed one has no peer.
     this.core.backend.closeSocket(ep.sock, error !== null);
-    this.core.releaseKey(ep.key);
+    this.core.releaseKey(ep.keyEntry);
     this.busy.delete(upstream);
     if (!this.stopped || error === null) this.record(upstream, error === null, error);
   }

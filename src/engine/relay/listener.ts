@@ -28,7 +28,7 @@ export type ListenerState = 'listening' | 'closing' | 'draining' | 'closed';
 export class Listener implements OpOwner {
   state: ListenerState = 'listening';
   readonly createdAt = Date.now();
-  pendingAccepts = 0;
+  acceptsInFlight = 0;
   acceptedTotal = 0;
   /**
    * Clients reset right after accept, before any read, by reason: this listener's limit
@@ -52,7 +52,7 @@ export class Listener implements OpOwner {
   private retryMs = 0;
   readonly connections = new Set<Connection>();
   sock = -1;
-  key: KeyEntry | null = null;
+  keyEntry: KeyEntry | null = null;
   bound: SocketAddress;
   /** Forward mode: the targets, their balance and health (null in echo mode). */
   readonly upstreams: Upstreams | null;
@@ -116,7 +116,7 @@ export class Listener implements OpOwner {
 
   /** Listening, but no accept is posted: the chain is waiting to retry after failures. */
   get degraded(): boolean {
-    return this.state === 'listening' && this.pendingAccepts === 0 && this.retryTimer !== null;
+    return this.state === 'listening' && this.acceptsInFlight === 0 && this.retryTimer !== null;
   }
 
   /** Binds, listens and posts the accepts; throws (BackendError) when the address is taken. */
@@ -125,10 +125,10 @@ export class Listener implements OpOwner {
     this.sock = backend.createSocket(this.address.family);
     try {
       this.bound = backend.listen(this.sock, this.address, this.core.listenerConfig(this).backlog);
-      this.key = this.core.assignKey(this.sock, { kind: 'listener', id: this.id });
-      backend.associate(this.sock, this.key.key);
+      this.keyEntry = this.core.assignKey(this.sock, { kind: 'listener', id: this.id });
+      backend.associate(this.sock, this.keyEntry.key);
     } catch (err) {
-      if (this.key) this.core.releaseKey(this.key);
+      if (this.keyEntry) this.core.releaseKey(this.keyEntry);
       backend.closeSocket(this.sock, true);
       this.state = 'closed';
       throw err;
@@ -143,8 +143,8 @@ export class Listener implements OpOwner {
     while (
       this.state === 'listening' &&
       this.retryTimer === null &&
-      this.pendingAccepts < cfg.acceptDepth &&
-      (cfg.onLimit === 'reset' || this.connections.size + this.pendingAccepts < cfg.maxConnections)
+      this.acceptsInFlight < cfg.acceptDepth &&
+      (cfg.onLimit === 'reset' || this.connections.size + this.acceptsInFlight < cfg.maxConnections)
     ) {
       if (!this.postAccept()) break;
     }
@@ -159,9 +159,9 @@ export class Listener implements OpOwner {
       this.acceptFailed(err instanceof BackendError ? err.errorName : (err as Error).message);
       return false;
     }
-    this.pendingAccepts++;
+    this.acceptsInFlight++;
     this.acceptPostsTotal++;
-    const rec = this.core.newOp('accept', this.key as KeyEntry, this);
+    const rec = this.core.newOp('accept', this.keyEntry as KeyEntry, this);
     rec.acceptSock = s;
     this.core.submit(rec);
     return true;
@@ -175,10 +175,10 @@ export class Listener implements OpOwner {
       ACCEPT_RETRY_MAX_MS,
       this.retryMs ? this.retryMs * 2 : ACCEPT_RETRY_MIN_MS,
     );
-    if (this.retryMs === ACCEPT_RETRY_MIN_MS || this.pendingAccepts === 0) {
+    if (this.retryMs === ACCEPT_RETRY_MIN_MS || this.acceptsInFlight === 0) {
       this.core.log(
         'warn',
-        { listener: this.id, error, retryInMs: this.retryMs, acceptsPending: this.pendingAccepts },
+        { listener: this.id, error, retryInMs: this.retryMs, acceptsPending: this.acceptsInFlight },
         'accept failed; retrying after a backoff',
       );
     }
@@ -190,7 +190,7 @@ export class Listener implements OpOwner {
   }
 
   complete(rec: OpRecord, code: number): void {
-    this.pendingAccepts--;
+    this.acceptsInFlight--;
     const backend = this.core.backend;
     if (code !== 0 || this.state !== 'listening') {
       if (rec.acceptSock >= 0) backend.closeSocket(rec.acceptSock, true);
@@ -252,12 +252,12 @@ export class Listener implements OpOwner {
     if (uc !== 0) this.core.socketCallFailed('update-context', backend.errorName(uc), this, null);
     let conn: Connection | null = null;
     try {
-      const key = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });
-      const client = new Endpoint('client', s, key, backend);
+      const entry = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });
+      const client = new Endpoint('client', s, entry, backend);
       if (peer) client.remote = peer; // already asked: no second getpeername
       conn = new Connection(this.core, this, this.core.nextConnectionId(), client);
-      if (key.owner?.kind === 'connection') key.owner.id = conn.id;
-      backend.associate(s, key.key);
+      if (entry.owner?.kind === 'connection') entry.owner.id = conn.id;
+      backend.associate(s, entry.key);
     } catch (err) {
       this.core.log(
         'error',
@@ -270,7 +270,7 @@ export class Listener implements OpOwner {
       return;
     }
     // The connection's trace starts with its accept: dequeued on the LISTENER's key.
-    const lk = this.key as KeyEntry;
+    const lk = this.keyEntry as KeyEntry;
     conn.trace.record(
       Date.now(),
       keyAsDequeued(rec.dequeuedKey, lk),
@@ -314,16 +314,16 @@ export class Listener implements OpOwner {
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     this.checks?.stop();
-    if (this.key) this.core.cancelAll(this.key);
+    if (this.keyEntry) this.core.cancelAll(this.keyEntry);
     this.tryFinishClose();
   }
 
   private tryFinishClose(): void {
     if (this.state === 'closing') {
-      if (this.key && this.key.inFlight > 0) return;
+      if (this.keyEntry && this.keyEntry.inFlight > 0) return;
       this.core.backend.closeSocket(this.sock, false);
-      if (this.key) this.core.releaseKey(this.key);
-      this.key = null;
+      if (this.keyEntry) this.core.releaseKey(this.keyEntry);
+      this.keyEntry = null;
       this.state = 'draining';
     }
     if (this.state === 'draining' && this.connections.size === 0) {

@@ -39,7 +39,7 @@ export class ProxyHeaderReader implements OpOwner {
   }
 
   private read(): void {
-    const rec = this.core.newOp('recv', this.client.key, this);
+    const rec = this.core.newOp('recv', this.client.keyEntry, this);
     const buf = this.core.buffers.acquire();
     rec.buffer = buf;
     // Never more than the longest header could still need: little of the client's data is
