@@ -1,13 +1,11 @@
 // What listeners, connections and relay directions need from the engine: one narrow interface, so
 // each of them is a small state machine and only the engine touches the op table.
+import type { Announcer } from './announcer.js';
 import type { Backend, OpKind } from './backend.js';
-import type { RejectReason } from './net/sources.js';
-import type { SocketCall } from './observers.js';
 import type { ListenerConfig } from './options.js';
 import type { Connection } from './relay/connection.js';
 import type { Listener } from './relay/listener.js';
 import type { SplicePipes } from './relay/splice.js';
-import type { UpstreamState } from './relay/upstreams.js';
 import type { BufferPool } from './tables/buffers.js';
 import type { KeyEntry, KeyOwner } from './tables/keys.js';
 import type { OpRecord } from './tables/ops.js';
@@ -26,6 +24,8 @@ export type ResolvedListenerConfig = Required<Omit<ListenerConfig, 'target' | 't
   Pick<ListenerConfig, 'target' | 'targets'>;
 
 export interface EngineCore {
+  /** Tells events, metrics, the access log and the log what happened (announcer.ts). */
+  readonly announce: Announcer;
   readonly backend: Backend;
   readonly buffers: BufferPool;
   readonly splicePipes: SplicePipes | null;
@@ -47,28 +47,9 @@ export interface EngineCore {
   /** Connections open across every listener, and the engine-wide limit on them. */
   connectionCount(): number;
   readonly maxConnections: number;
-  /** A client was reset right after accept (before any read), for `reason`. */
-  connectionRejected(listener: Listener, reason: RejectReason): void;
   listenerClosed(listener: Listener): void;
-  /** A socket call outside any op failed (counted and logged; the connection goes on closing). */
-  socketCallFailed(
-    call: SocketCall,
-    errorName: string,
-    listener: Listener,
-    conn: Connection | null,
-  ): void;
   /** The name of a status as owners see it (backend codes, plus the engine's KEY_MISMATCH). */
   errorName(code: number): string;
-  /** `target`: the one that failed last (several may have been tried). */
-  upstreamConnectFailed(listener: Listener, errorName: string, target?: string): void;
-  /** A target of `listener` was ejected, checked down, or is up again: for GET /events. */
-  upstreamChanged(
-    listener: Listener,
-    target: string,
-    state: UpstreamState,
-    error: string | null,
-    forMs: number | null,
-  ): void;
   log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void;
   listenerConfig(listener: Listener): ResolvedListenerConfig;
 }

@@ -29,14 +29,12 @@ import { EventBus } from './events.js';
 import { FAULTS } from './faults.js';
 import { Heartbeat } from './heartbeat.js';
 import { openFailed, planListener } from './listener-setup.js';
-import type { RejectReason } from './net/sources.js';
-import type { ConnectionLog, EngineObserver, LogFn, SocketCall } from './observers.js';
+import type { ConnectionLog, EngineObserver, LogFn } from './observers.js';
 import { ENGINE_DEFAULTS, type EngineConfig, type ListenerConfig } from './options.js';
 import type { Connection } from './relay/connection.js';
 import { Listener } from './relay/listener.js';
 import { SplicePipes } from './relay/splice.js';
 import { keyAsDequeued } from './relay/trace.js';
-import type { UpstreamState } from './relay/upstreams.js';
 import { drain, drainNow } from './shutdown.js';
 import { Sweep } from './sweep.js';
 import { BufferPool } from './tables/buffers.js';
@@ -79,7 +77,7 @@ export class Engine implements EngineCore, CompletionSink {
   /** Completions refused because they disagree with what was issued (DESIGN §1.8). */
   readonly anomalies = new AnomalyCounter();
 
-  private readonly announce: Announcer;
+  readonly announce: Announcer;
   private readonly cancels: OpCancels;
   private readonly sweeper: Sweep;
   private readonly inlineQueue: OpRecord[] = [];
@@ -434,10 +432,6 @@ export class Engine implements EngineCore, CompletionSink {
     return this.connections.size;
   }
 
-  connectionRejected(listener: Listener, reason: RejectReason): void {
-    this.announce.connectionRejected(listener, reason);
-  }
-
   connectionClosed(conn: Connection): void {
     // One that failed during set-up was never opened: nothing was counted or announced for it.
     if (!conn.opened) return;
@@ -450,29 +444,6 @@ export class Engine implements EngineCore, CompletionSink {
     this.listeners.delete(listener.id);
     this.configs.delete(listener);
     this.announce.listenerDown(listener);
-  }
-
-  socketCallFailed(
-    call: SocketCall,
-    errorName: string,
-    listener: Listener,
-    conn: Connection | null,
-  ): void {
-    this.announce.socketCallFailed(call, errorName, listener, conn);
-  }
-
-  upstreamConnectFailed(listener: Listener, errorName: string, failed?: string): void {
-    this.announce.upstreamConnectFailed(listener, errorName, failed);
-  }
-
-  upstreamChanged(
-    listener: Listener,
-    target: string,
-    state: UpstreamState,
-    error: string | null,
-    forMs: number | null,
-  ): void {
-    this.announce.upstreamChanged(listener, target, state, error, forMs);
   }
 
   log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {

@@ -188,7 +188,7 @@ export class Connection implements OpOwner {
       if (this.state !== 'connecting' || this.target !== u) return; // closed while resolving
       const name = (err as NodeJS.ErrnoException).code ?? 'ENOTFOUND';
       if (this.tryNextTarget(name)) return;
-      this.core.upstreamConnectFailed(this.listener, name, u.label);
+      this.core.announce.upstreamConnectFailed(this.listener, name, u.label);
       this.abort(`upstream ${u.label} not resolved: ${name}${this.triedNote()}`, name);
       return;
     }
@@ -215,7 +215,7 @@ export class Connection implements OpOwner {
       // Out of sockets or handles (EMFILE, WSAENOBUFS), no port to bind (WSAEADDRINUSE): the
       // upstream cannot be reached either, and is counted and logged as such.
       const name = err instanceof BackendError ? err.errorName : 'UNKNOWN';
-      this.core.upstreamConnectFailed(this.listener, name, this.target?.label);
+      this.core.announce.upstreamConnectFailed(this.listener, name, this.target?.label);
       this.abort(`upstream socket: ${(err as Error).message}`, name);
       return;
     }
@@ -294,7 +294,7 @@ export class Connection implements OpOwner {
     }
     // Still resolving the name: give up now.
     if (this.target) this.listener.upstreams?.connectFailed(this.target, 'CONNECT_TIMEOUT');
-    this.core.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT', this.target?.label);
+    this.core.announce.upstreamConnectFailed(this.listener, 'CONNECT_TIMEOUT', this.target?.label);
     this.abort('upstream connect failed: CONNECT_TIMEOUT (resolving the name)', 'CONNECT_TIMEOUT');
   }
 
@@ -321,7 +321,12 @@ export class Connection implements OpOwner {
     } else {
       const uc = backend.finishConnect(ep.sock);
       if (uc !== 0)
-        this.core.socketCallFailed('update-context', this.core.errorName(uc), this.listener, this);
+        this.core.announce.socketCallFailed(
+          'update-context',
+          this.core.errorName(uc),
+          this.listener,
+          this,
+        );
       // Nothing listens at the target, and the port picked for this socket is the target's own
       // (a local target in the ephemeral range): TCP's simultaneous open connected the socket
       // to itself, and relaying would echo the client's bytes back. A refusal in all but name.
@@ -367,7 +372,7 @@ export class Connection implements OpOwner {
     // A timeout, or the last target failing (tryNextTarget counted that one already).
     if (this.connectTimedOut && this.target)
       this.listener.upstreams?.connectFailed(this.target, name);
-    this.core.upstreamConnectFailed(this.listener, name, this.target?.label);
+    this.core.announce.upstreamConnectFailed(this.listener, name, this.target?.label);
     this.abort(
       name === 'SELF_CONNECT'
         ? `upstream connect failed: SELF_CONNECT (the socket connected to itself)${this.triedNote()}`

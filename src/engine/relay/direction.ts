@@ -276,7 +276,7 @@ export class RelayDirection implements OpOwner {
     this.to.sendShut = true;
     const code = this.core.backend.shutdownSend(this.to.sock);
     if (code !== 0)
-      this.core.socketCallFailed(
+      this.core.announce.socketCallFailed(
         'shutdown',
         this.core.errorName(code),
         this.conn.listener,

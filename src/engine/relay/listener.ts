@@ -76,11 +76,11 @@ export class Listener implements OpOwner {
                 { listener: id, target: u.label, error, forMs, failures: u.consecutiveFailures },
                 'upstream ejected',
               );
-              core.upstreamChanged(this, u.label, 'ejected', error, forMs);
+              core.announce.upstreamChanged(this, u.label, 'ejected', error, forMs);
             },
             back: (u) => {
               core.log('info', { listener: id, target: u.label }, 'upstream back');
-              core.upstreamChanged(this, u.label, 'up', null, null);
+              core.announce.upstreamChanged(this, u.label, 'up', null, null);
             },
           })
         : null;
@@ -93,7 +93,7 @@ export class Listener implements OpOwner {
                 { listener: id, target: u.label, error },
                 up ? 'upstream check up' : 'upstream check down',
               );
-              core.upstreamChanged(this, u.label, up ? 'up' : 'down', error, null);
+              core.announce.upstreamChanged(this, u.label, up ? 'up' : 'down', error, null);
             },
           })
         : null;
@@ -241,7 +241,7 @@ export class Listener implements OpOwner {
     if (reason !== null) {
       this.rejected[reason]++;
       backend.closeSocket(s, true);
-      this.core.connectionRejected(this, reason);
+      this.core.announce.connectionRejected(this, reason);
       this.postAccepts();
       return;
     }
@@ -249,7 +249,8 @@ export class Listener implements OpOwner {
     // Inherit the listener's properties; a client that already left makes this fail, which
     // must not break the accept chain: the connection's first recv then fails and cleans up.
     if (!contextDone) uc = backend.finishAccept(this.sock, s);
-    if (uc !== 0) this.core.socketCallFailed('update-context', backend.errorName(uc), this, null);
+    if (uc !== 0)
+      this.core.announce.socketCallFailed('update-context', backend.errorName(uc), this, null);
     let conn: Connection | null = null;
     try {
       const entry = this.core.assignKey(s, { kind: 'connection', id: '', side: 'client' });
