@@ -58,7 +58,7 @@ export const opRoutes = resourcePlugin<{ control: EngineControlLike; share: Thre
         schema: {
           operationId: 'cancelOp',
           summary:
-            'Cancel one in-flight op (CancelIoEx on its OVERLAPPED; io_uring: ASYNC_CANCEL) and report what became of it',
+            'Cancel one in-flight op (IOCP: CancelIoEx on its OVERLAPPED; io_uring: IORING_OP_ASYNC_CANCEL on its user_data) and report what became of it',
           tags: ['commands'],
           security: [{ bearer: [] }],
           params: RecordParams,

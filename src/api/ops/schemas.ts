@@ -55,17 +55,20 @@ export const CancelOutcome = Type.Object(
     listener: Type.Union([Type.String(), Type.Null()]),
     cancelRequested: Type.Boolean({
       description:
-        'The kernel accepted the cancel (CancelIoEx on Windows, IORING_OP_ASYNC_CANCEL on Linux)',
+        'The cancel was requested: CancelIoEx on its OVERLAPPED succeeded (IOCP), or IORING_OP_ASYNC_CANCEL was queued for its user_data (io_uring)',
     }),
     cancelError: Type.Union([Type.String(), Type.Null()], {
       description:
-        'Why the cancel was not requested, e.g. ERROR_NOT_FOUND when the op completed first',
+        'Why the cancel was not requested, e.g. ERROR_NOT_FOUND when the op completed first (IOCP). ' +
+        'io_uring queues the cancel without waiting for its answer: there an op that completed first is `completed` with its own status',
     }),
     completed: Type.Boolean({
-      description: 'The op completion was dequeued within 2 s of the request',
+      description:
+        "The op's completion was handled within 2 s of the request (dequeued from the completion port, or reaped from the io_uring completion queue)",
     }),
     status: Type.Union([Type.String(), Type.Null()], {
-      description: 'Its final status, e.g. ERROR_OPERATION_ABORTED',
+      description:
+        'Its final status: ERROR_OPERATION_ABORTED (IOCP) or ECANCELED (io_uring) when the cancel took it; SUCCESS or another error when it completed first',
     }),
     bytes: Type.Union([Type.Integer(), Type.Null()]),
   },
