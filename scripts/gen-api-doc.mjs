@@ -28,16 +28,16 @@ function schemaText(s) {
   return parts.join(', ');
 }
 
-/** Routes that stay open whatever `protect` says: the exemptions of src/api/auth.ts. */
-const OPEN = (path) =>
-  ['/healthz', '/openapi.json', '/docs', '/'].includes(path) ||
-  path.startsWith('/docs/') ||
-  path.startsWith('/ui/');
-
-function tokenRule(path, op) {
-  if (op.security?.length) return 'yes';
-  if (OPEN(path)) return 'never';
-  return 'with `protect: all`';
+/**
+ * Who needs the token, from the operation's `security` (src/api/spec/document.ts writes it from
+ * the route's public mark): none for a public route; an optional bearer (an empty requirement
+ * besides it) for a read, which needs the token only with protect: all; a required one else.
+ */
+function tokenRule(op) {
+  const security = op.security ?? [];
+  if (security.length === 0) return 'never';
+  if (security.some((s) => Object.keys(s).length === 0)) return 'with `protect: all`';
+  return 'yes';
 }
 
 const routes = [];
@@ -50,7 +50,7 @@ const table = [
   '|---|---|---|---|',
   ...routes.map(
     ({ path, method, op }) =>
-      `| \`${method.toUpperCase()} ${path}\` | ${cell(op.summary ?? '')} | ${tokenRule(path, op)} | ${Object.keys(op.responses).join(', ')} |`,
+      `| \`${method.toUpperCase()} ${path}\` | ${cell(op.summary ?? '')} | ${tokenRule(op)} | ${Object.keys(op.responses).join(', ')} |`,
   ),
 ].join('\n');
 
@@ -92,9 +92,10 @@ names the field, e.g. \`querystring/kind must be equal to constant\`.
 
 **Token.** When a token is configured, the routes marked "yes" need
 \`Authorization: Bearer <token>\` (401 otherwise); with \`api.protect: "all"\` so do those marked
-"with \`protect: all\`" — every route but \`/healthz\`, \`/docs\`, \`/openapi.json\` and the status
-page's shell (\`/\`, \`/ui/…\`). Without a configured token nothing needs one, which is why
-keyport refuses to serve the API beyond loopback without a token.
+"with \`protect: all\`" — every route but those marked "never": \`/healthz\`, \`/readyz\`,
+\`/docs\`, \`/openapi.json\` and the status page's shell (\`/\`, \`/ui/…\`). Without a configured
+token nothing needs one, which is why keyport refuses to serve the API beyond loopback without a
+token.
 
 **Collections are paged.** \`/connections\`, \`/keys\` and \`/ops\` take \`offset\` (≥ 0, default 0)
 and \`limit\` (1–1000, default 100) and answer \`{offset, limit, items, total}\`: \`total\` counts

@@ -1,35 +1,23 @@
 import { createServer } from 'node:http';
-import fastifySwagger from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import type { TargetRule } from '../config/netrules.js';
-import { VERSION } from '../version.js';
-import { type AuthOptions, installAuth } from './auth.js';
+import { type AuthOptions, installAuth, publicScope } from './auth.js';
+import { configRoutes } from './config/routes.js';
+import { connectionRoutes } from './connections/routes.js';
 import type { ConfigControlLike, EngineControlLike } from './control.js';
 import { installErrorHandling, sendError } from './errors.js';
-import { documentRoute } from './openapi-doc.js';
-import { commandRoutes } from './routes/commands.js';
-import { configRoutes } from './routes/config.js';
-import { engineViewRoutes } from './routes/engine-views.js';
-import { eventRoutes } from './routes/events.js';
-import { healthzRoutes } from './routes/healthz.js';
-import { type MetricsSource, metricsRoutes } from './routes/metrics.js';
-import { openapiRoutes } from './routes/openapi.js';
+import { eventRoutes } from './events/routes.js';
+import { healthRoutes } from './health/routes.js';
+import { keyRoutes } from './keys/routes.js';
+import { listenerRoutes } from './listeners/routes.js';
+import { type MetricsSource, metricsRoutes } from './metrics/routes.js';
+import { opRoutes } from './ops/routes.js';
 import { uiRoutes } from './routes/ui.js';
 import { installSafety } from './safety.js';
-import {
-  ConnectionDetail,
-  ConnectionView,
-  KeyOwner,
-  KeyView,
-  ListenerView,
-  OpView,
-  Readiness,
-  TraceEntryView,
-  UpstreamView,
-} from './schemas/engine.js';
-import { ErrorResponse } from './schemas/error.js';
+import { sharedSchemas } from './shared/schemas.js';
+import { openapiSpec } from './spec/plugin.js';
+import { openapiRoutes } from './spec/routes.js';
 import { DEFAULT_THREAD_SHARE, installThreadShare, ThreadShare } from './thread-share.js';
 
 export interface BuildApiOptions {
@@ -104,84 +92,40 @@ export function buildApi(opts: BuildApiOptions) {
     allowedHosts: opts.safety?.allowedHosts ?? [],
     ...(opts.safety?.apiHost ? { apiHost: opts.safety.apiHost } : {}),
   });
+  // Before the OpenAPI's hook: it marks routes public as they are added, and the spec reads it.
   installAuth(app, opts.auth ?? { token: null, protect: 'commands' });
   const share = opts.threadShare ?? new ThreadShare(DEFAULT_THREAD_SHARE);
   installThreadShare(app, share);
-  app.addSchema(ErrorResponse);
-  // Shared by several route plugins, so registered at the root.
-  // (The referenced before those that refer to them.)
-  for (const s of [
-    KeyOwner,
-    TraceEntryView,
-    UpstreamView,
-    ListenerView,
-    ConnectionView,
-    ConnectionDetail,
-    KeyView,
-    OpView,
-    Readiness,
-  ])
-    app.addSchema(s);
 
-  // Security and the hooks' 4xx answers on every documented route, before swagger sees it.
-  app.addHook('onRoute', documentRoute);
-  // Must be registered before the routes: it collects them from the onRoute hook.
-  app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'keyport',
-        version: VERSION,
-        description: 'Control plane of the keyport TCP echo/relay engine',
-        license: { name: 'MIT', url: 'https://opensource.org/licenses/MIT' },
-      },
-      servers: [
-        {
-          url: 'http://127.0.0.1:9180',
-          description:
-            "keyport's default API address (api.address in the config file, or --api, sets another)",
-        },
-      ],
-      components: {
-        securitySchemes: {
-          bearer: {
-            type: 'http',
-            scheme: 'bearer',
-            description: 'KEYPORT_TOKEN_FILE / api.tokenFile',
-          },
-        },
-      },
-    },
-    // Name components after their $id instead of def-0, def-1...
-    refResolver: {
-      buildLocalReference: (json, _baseUri, _fragment, i) =>
-        typeof json.$id === 'string' ? json.$id : `def-${i}`,
-    },
-  });
+  // The error shape and the engine's views, which every resource refers to.
+  app.register(sharedSchemas);
+  // Before the routes: it collects them as they are added.
+  app.register(openapiSpec);
 
-  app.register(healthzRoutes, { control: opts.control });
-  app.register(engineViewRoutes, { control: opts.control, share });
-  app.register(metricsRoutes, { metrics: opts.metrics });
-  app.register(commandRoutes, {
-    control: opts.control,
+  // One plugin per resource. Their order is the order of the OpenAPI's paths.
+  const { control } = opts;
+  app.register(healthRoutes, { control });
+  app.register(listenerRoutes, {
+    control,
     policy: {
       tokenConfigured: Boolean(opts.auth?.token),
       allowTargets: opts.safety?.allowTargets ?? null,
     },
     ...(opts.config ? { config: opts.config } : {}),
   });
+  app.register(connectionRoutes, { control, share });
+  app.register(keyRoutes, { control, share });
+  app.register(opRoutes, { control, share });
+  app.register(metricsRoutes, { metrics: opts.metrics });
   app.register(configRoutes, opts.config ? { config: opts.config } : {});
-  app.register(eventRoutes, {
-    control: opts.control,
-    maxClients: opts.safety?.maxEventClients ?? 32,
-  });
-  // The live status page at / (its assets under /ui/), served from the package itself.
-  app.register(uiRoutes, {
+  app.register(eventRoutes, { control, maxClients: opts.safety?.maxEventClients ?? 32 });
+  // The live status page at / (its assets under /ui/), served from the package itself. Public
+  // as a whole: its shell carries no engine data (the page asks for the token before it reads).
+  app.register(publicScope('keyport-ui', uiRoutes), {
     auth: { tokenRequired: Boolean(opts.auth?.token), protect: opts.auth?.protect ?? 'commands' },
   });
+  // The API's own description: /openapi.json, and the page at /docs.
   app.register(openapiRoutes);
-  // A human page for the same spec, its assets served by keyport itself (no external requests).
-  app.register(fastifySwaggerUi, { routePrefix: '/docs', staticCSP: true });
   return app;
 }
 

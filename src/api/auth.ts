@@ -1,40 +1,73 @@
 // Bearer-token protection. Commands always need the token when one is configured; with
-// protect = 'all' every route but /healthz, /readyz, the API docs and the status page's shell does.
+// protect = 'all' every route does but those marked public in their route config
+// (`config: { public: true }`): /healthz, /readyz, the API's own description and the status
+// page's shell. The OpenAPI's per-operation `security` reads the same mark (spec/document.ts).
 // Comparison is constant-time (over SHA-256 digests, so the token's length does not leak either).
 import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyPluginCallback,
+  FastifyPluginOptions,
+} from 'fastify';
+import fp from 'fastify-plugin';
 import { errorBody } from './errors.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route never needs the token, whatever api.protect says: probes carry none, and what
+     * such a route shows (liveness, readiness and why, the API's description, the status page's
+     * shell, which asks for the token before it reads any) is no engine data.
+     */
+    public?: boolean;
+  }
+}
 
 export interface AuthOptions {
   token: string | null;
   protect: 'commands' | 'all';
 }
 
-const digest = (s: string) => createHash('sha256').update(s).digest();
+/** Decorates a scope whose routes are all public (publicScope). */
+const PUBLIC_SCOPE = 'keyportPublicScope';
 
 /**
- * Routes that never need the token: liveness and readiness (probes carry no token; /readyz
- * shows ready or not and why, no connection data), the API's own description, and the status
- * page's shell (its HTML, scripts and /ui/config; the page asks for the token before it reads
- * any). The OpenAPI's per-operation `security` follows the same rule (src/api/openapi-doc.ts).
+ * A plugin whose routes are all public, registered in a scope that marks every one of them:
+ * for plugins whose route options are not written here (@fastify/swagger-ui's pages; the status
+ * page's routes, until they carry the mark themselves).
  */
-export function isOpenPath(path: string): boolean {
-  return (
-    path === '/healthz' ||
-    path === '/readyz' ||
-    path === '/openapi.json' ||
-    path === '/docs' ||
-    path.startsWith('/docs/') ||
-    path === '/' ||
-    path.startsWith('/ui/')
+export function publicScope<O extends FastifyPluginOptions>(
+  name: string,
+  plugin: FastifyPluginAsync<O> | FastifyPluginCallback<O>,
+) {
+  return fp<O>(
+    async (scope, opts) => {
+      scope.decorate(PUBLIC_SCOPE, true);
+      await scope.register(plugin, opts);
+    },
+    { name, fastify: '5.x', encapsulate: true },
   );
 }
 
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/**
+ * Marks the routes of public scopes, then (with a token) checks every request. Install it
+ * before anything that reads the mark from an onRoute hook (spec/document.ts): a route is
+ * marked as it is added.
+ */
 export function installAuth(app: FastifyInstance, opts: AuthOptions): void {
+  // `this` is the instance the route is added to: a public scope, or one inside it, has the
+  // decorator (decorators are inherited by child scopes only).
+  app.addHook('onRoute', function (route) {
+    if (this.hasDecorator(PUBLIC_SCOPE)) route.config = { ...route.config, public: true };
+  });
   if (!opts.token) return;
   const expected = digest(opts.token);
   app.addHook('onRequest', async (req, reply) => {
-    if (isOpenPath(req.url.split('?')[0] ?? '')) return;
+    // A request no route matched (a 404) has no mark: it needs the token like any other.
+    if (req.routeOptions.config.public) return;
     const isRead = req.method === 'GET' || req.method === 'HEAD';
     if (isRead && opts.protect === 'commands') return;
     const header = req.headers.authorization ?? '';

@@ -106,7 +106,7 @@ const UNMETERED = new Set(['/healthz', '/readyz']);
 /**
  * Every other request waits for the API's turn before it is routed, and the time from its
  * handler's start to its answer being ready is charged (a page's write is charged per slice
- * by paced-body.ts).
+ * by shared/paced-body.ts).
  */
 export function installThreadShare(app: FastifyInstance, share: ThreadShare): void {
   const started = new WeakMap<object, number>();

@@ -114,3 +114,78 @@ t.test('server errors are generic and leak nothing', async (t) => {
     message: 'Internal Server Error',
   });
 });
+
+t.test(
+  'with protect: all, a route needs the token unless its config marks it public',
+  async (t) => {
+    const token = 'a-long-enough-secret-token';
+    const app = buildApi({
+      control: {
+        startedAt: Date.now(),
+        readiness: () => ({
+          ready: true,
+          backend: 'stub',
+          listeners: 1,
+          loopTurning: true,
+          lastHeartbeatAgeMs: 0,
+          degradedListeners: [],
+          anomalies: { stray: 0, keyMismatch: 0, duplicate: 0, quarantinedRecords: 0 },
+          reasons: [],
+        }),
+        // biome-ignore lint/suspicious/noExplicitAny: a stub of the two reads the public routes make
+      } as any,
+      auth: { token, protect: 'all' },
+    });
+    // Every route as it is added, with the mark it ends up with.
+    const routes: { method: string; url: string; public: boolean }[] = [];
+    app.addHook('onRoute', (r) => {
+      for (const method of [r.method].flat())
+        routes.push({ method, url: r.url, public: r.config?.public === true });
+    });
+    await app.ready();
+    t.teardown(() => app.close());
+
+    const marked = (method: string, url: string) =>
+      routes.find((r) => r.method === method && r.url === url)?.public;
+    for (const url of ['/healthz', '/readyz', '/openapi.json', '/docs', '/', '/ui/config'])
+      t.equal(marked('GET', url), true, `GET ${url} is marked public`);
+    t.equal(marked('GET', '/listeners'), false, 'GET /listeners is not');
+    t.equal(marked('POST', '/listeners'), false, 'POST /listeners is not');
+
+    const concrete = (url: string) =>
+      url
+        .replace(':record', '0x1')
+        .replace(/:[a-z]+/g, 'x')
+        .replace('*', 'x');
+    for (const r of routes) {
+      const res = await app.inject({ method: r.method as 'GET', url: concrete(r.url) });
+      if (r.public) t.not(res.statusCode, 401, `${r.method} ${r.url}: public, no token needed`);
+      else t.equal(res.statusCode, 401, `${r.method} ${r.url}: the token is needed`);
+    }
+    t.equal(
+      (await app.inject({ url: '/no/such/route' })).statusCode,
+      401,
+      'so does no route at all',
+    );
+    const ok = await app.inject({
+      url: '/listeners',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    t.not(ok.statusCode, 401, 'with the token, an unmarked route answers');
+
+    // The OpenAPI says the same: no security on exactly the marked operations.
+    const spec = app.swagger() as {
+      paths: Record<string, Record<string, { security?: unknown[] }>>;
+    };
+    for (const [path, ops] of Object.entries(spec.paths)) {
+      for (const [method, op] of Object.entries(ops)) {
+        const url = path.replace(/\{([^}]+)\}/g, ':$1');
+        t.equal(
+          op.security?.length === 0,
+          marked(method.toUpperCase(), url),
+          `${method.toUpperCase()} ${path}: security ${JSON.stringify(op.security)}`,
+        );
+      }
+    }
+  },
+);

@@ -3,9 +3,14 @@
 // loopback TCP copies and wakes the reader inside the write). Here it is walked and written a
 // slice at a time, one slice per event-loop turn after the I/O poll, each charged to the API's
 // share of the thread (thread-share.ts).
+//
+// A page goes out as the JSON EngineControl renders from cached fragments
+// (engine/views/fragments.ts), not through the route's serializer: the route's response schema
+// documents the shape, and the fragments are built from the same fields (engine/views/pages.ts).
 import { Readable } from 'node:stream';
-import type { PageWalk } from '../engine/control.js';
-import type { ThreadShare } from './thread-share.js';
+import type { FastifyReply } from 'fastify';
+import type { PageWalk } from '../../engine/control.js';
+import type { ThreadShare } from '../thread-share.js';
 
 /** How long one slice may walk the table before its items are written (ms). */
 const SLICE_MS = 0.1;
@@ -58,4 +63,14 @@ export function pagedBody(
     }
   }
   return stream;
+}
+
+/** Answers with the page, walked and written in slices. */
+export function sendPage(
+  reply: FastifyReply,
+  share: ThreadShare,
+  walk: PageWalk,
+  page: { offset: number; limit: number },
+) {
+  return reply.type('application/json; charset=utf-8').send(pagedBody(walk, page, share));
 }

@@ -1,9 +1,13 @@
-// Response schemas of the engine views; they mirror the snapshot types in src/engine/control.ts.
+// The shapes of what the engine shows: the snapshots EngineControl hands out (listeners, their
+// upstreams, connections with their completion trace, keys, ops, the summaries, readiness), as
+// JSON Schema. The snapshot types are derived from these (Static), so the engine builds exactly
+// what the API documents: the API registers them as shared components and refers to them.
+// TypeBox only, nothing of HTTP: the shape lives with its producer.
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 
 /**
- * A `$ref` to a schema registered with app.addSchema (it must have an `$id`), typed as the
- * schema itself: the OpenAPI then names the shared component instead of repeating it inline.
+ * A `$ref` to a schema known by its `$id` (the API registers these as shared components), typed
+ * as the schema itself: the OpenAPI then names the component instead of repeating it inline.
  */
 export const RefTo = <T extends TSchema>(schema: T) =>
   Type.Unsafe<Static<T>>(Type.Ref(schema.$id as string));
@@ -28,6 +32,7 @@ export const KeyOwner = Type.Object(
   },
   { $id: 'KeyOwner', description: 'Who a completion key belongs to' },
 );
+export type KeyOwnerSnapshot = Static<typeof KeyOwner>;
 
 const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
 
@@ -63,6 +68,7 @@ export const UpstreamView = Type.Object(
   },
   { $id: 'Upstream', description: "One of a forward listener's targets" },
 );
+export type UpstreamSnapshot = Static<typeof UpstreamView>;
 
 export const ListenerView = Type.Object(
   {
@@ -149,6 +155,7 @@ export const ListenerView = Type.Object(
   },
   { $id: 'Listener' },
 );
+export type ListenerSnapshot = Static<typeof ListenerView>;
 
 export const ConnectionView = Type.Object(
   {
@@ -172,6 +179,7 @@ export const ConnectionView = Type.Object(
   },
   { $id: 'Connection' },
 );
+export type ConnectionSnapshot = Static<typeof ConnectionView>;
 
 export const TraceEntryView = Type.Object(
   {
@@ -199,6 +207,7 @@ export const TraceEntryView = Type.Object(
   },
   { $id: 'TraceEntry' },
 );
+export type TraceEntrySnapshot = Static<typeof TraceEntryView>;
 
 export const ConnectionDetail = Type.Intersect(
   [RefTo(ConnectionView), Type.Object({ trace: Type.Array(RefTo(TraceEntryView)) })],
@@ -206,6 +215,7 @@ export const ConnectionDetail = Type.Intersect(
     $id: 'ConnectionDetail',
   },
 );
+export type ConnectionDetailSnapshot = Static<typeof ConnectionDetail>;
 
 export const KeyView = Type.Object(
   {
@@ -224,6 +234,7 @@ export const KeyView = Type.Object(
   },
   { $id: 'Key' },
 );
+export type KeySnapshot = Static<typeof KeyView>;
 
 export const OpView = Type.Object(
   {
@@ -252,6 +263,7 @@ export const OpView = Type.Object(
   },
   { $id: 'Op' },
 );
+export type OpSnapshot = Static<typeof OpView>;
 
 export const Readiness = Type.Object(
   {
@@ -287,26 +299,7 @@ export const Readiness = Type.Object(
   },
   { $id: 'Readiness' },
 );
-
-/** offset + limit of every paginated collection (the same bounds everywhere). */
-export const PageQuery = {
-  offset: Type.Integer({ minimum: 0, default: 0, description: 'Items to skip' }),
-  limit: Type.Integer({
-    minimum: 1,
-    maximum: 1000,
-    default: 100,
-    description: 'Items in the page (1..1000)',
-  }),
-};
-
-/** A page of a collection: `total` counts every item matching the filter, not just the page. */
-export const PageOf = <T extends TSchema>(item: T) =>
-  Type.Object({
-    total: Type.Integer({ description: 'Items matching the filter, all pages together' }),
-    offset: Type.Integer(),
-    limit: Type.Integer(),
-    items: Type.Array(item),
-  });
+export type Readiness = Static<typeof Readiness>;
 
 const Counts = Type.Record(Type.String(), Type.Integer());
 
@@ -335,10 +328,11 @@ export const OpsSummaryView = Type.Object(
         { description: 'With ?olderThanMs: ops at least that old, by kind' },
       ),
     ),
-    oldest: Type.Array(Type.Ref(OpView), { description: 'The oldest ops, oldest first' }),
+    oldest: Type.Array(RefTo(OpView), { description: 'The oldest ops, oldest first' }),
   },
   { $id: 'OpsSummary' },
 );
+export type OpsSummary = Static<typeof OpsSummaryView>;
 
 export const ConnectionsSummaryView = Type.Object(
   {
@@ -349,13 +343,14 @@ export const ConnectionsSummaryView = Type.Object(
     byState: Type.Record(Type.String(), Type.Integer(), {
       description: 'Connections by state (states with none are absent)',
     }),
-    oldest: Type.Array(Type.Ref(ConnectionView), {
+    oldest: Type.Array(RefTo(ConnectionView), {
       description: 'The oldest connections, oldest first',
     }),
-    busiest: Type.Array(Type.Ref(ConnectionView), {
+    busiest: Type.Array(RefTo(ConnectionView), {
       description:
         'The connections that moved the most bytes (in + out, client and upstream sides), most first',
     }),
   },
   { $id: 'ConnectionsSummary' },
 );
+export type ConnectionsSummary = Static<typeof ConnectionsSummaryView>;

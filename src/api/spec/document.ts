@@ -1,12 +1,12 @@
 // What every operation of the OpenAPI says about the API's cross-cutting rules, filled in from
 // those rules rather than repeated by each route (a route's own answer wins): who may call it
-// (`security`, as src/api/auth.ts decides) and the 4xx answers the API's hooks give before any
-// handler runs (src/api/safety.ts, src/api/auth.ts, schema validation). `redocly lint` (CI)
-// holds the result to the recommended rules.
+// (`security`: none for the routes marked `config: { public: true }`, as src/api/auth.ts reads
+// the same mark) and the 4xx answers the API's hooks give before any handler runs
+// (src/api/safety.ts, src/api/auth.ts, schema validation). `redocly lint` (CI) holds the result
+// to the recommended rules.
 import { Type } from '@sinclair/typebox';
 import type { RouteOptions } from 'fastify';
-import { isOpenPath } from './auth.js';
-import { ErrorResponse } from './schemas/error.js';
+import { ErrorResponse } from '../shared/schemas.js';
 
 const errorAnswer = (description: string) => Type.Ref(ErrorResponse.$id as string, { description });
 
@@ -33,12 +33,13 @@ const UNAUTHORIZED = errorAnswer(
 const READ_SECURITY = [{}, { bearer: [] }];
 const COMMAND_SECURITY = [{ bearer: [] }];
 
+/** An onRoute hook: run it after the public mark is set (auth.ts installAuth). */
 export function documentRoute(route: RouteOptions): void {
   const schema = route.schema as Record<string, unknown> | undefined;
   if (!schema || schema.hide) return;
   const methods = [route.method].flat();
   const read = methods.every((m) => m === 'GET' || m === 'HEAD');
-  schema.security ??= isOpenPath(route.url) ? [] : read ? READ_SECURITY : COMMAND_SECURITY;
+  schema.security ??= route.config?.public ? [] : read ? READ_SECURITY : COMMAND_SECURITY;
   schema.response ??= {};
   const response = schema.response as Record<string, unknown>;
   const add = (status: number, answer: unknown) => {
