@@ -4,8 +4,10 @@
 // the snapshots' shapes (schemas.ts, which the API documents), their building (snapshots.ts),
 // the filtered pages (pages.ts) and the summaries (summaries.ts).
 
-import { type CancelOutcome, type Engine, ListenError } from './engine.js';
+import type { CancelOutcome } from './cancel-op.js';
+import type { Engine } from './engine.js';
 import type { EventListener } from './events.js';
+import { ListenError } from './listener-setup.js';
 import type { ListenerConfig } from './options.js';
 import type { Listener } from './relay/listener.js';
 import type { PageWalk } from './views/fragments.js';

@@ -41,11 +41,6 @@ import { BufferPool } from './tables/buffers.js';
 import { hex64, type KeyEntry, type KeyOwner, KeyTable } from './tables/keys.js';
 import { OpPool, type OpRecord } from './tables/ops.js';
 
-// Until every importer names the module that defines these (after the API's move).
-export type { CancelOutcome } from './cancel-op.js';
-export { ListenError } from './listener-setup.js';
-export type { ConnectionLog, EngineObserver, LogFn } from './observers.js';
-
 export class Engine implements EngineCore, CompletionSink {
   readonly keys = new KeyTable();
   readonly ops: OpPool;

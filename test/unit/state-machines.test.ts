@@ -6,7 +6,8 @@
 // shut down) and on what the engine reported (events, counters, observer calls).
 // In-process, no sockets, no FFI.
 import t, { type Test } from 'tap';
-import { type CancelOutcome, Engine } from '../../src/engine/engine.js';
+import type { CancelOutcome } from '../../src/engine/cancel-op.js';
+import { Engine } from '../../src/engine/engine.js';
 import type { EngineEvent } from '../../src/engine/events.js';
 import type { EngineConfig, ListenerConfig } from '../../src/engine/options.js';
 import { ConnectFailureLog, formatTarget } from '../../src/engine/relay/connect-failures.js';

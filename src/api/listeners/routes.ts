@@ -1,9 +1,11 @@
 // Listeners: list them, read one, start one (POST: every input validated by its schema, then
 // the policy of policy.ts, before the engine is touched) and stop one.
+
+import { ConfigError } from '../../config/config-error.js';
 import { StateWriteError } from '../../config/lifecycle.js';
+import { listenerFromInput } from '../../config/listener-input.js';
 import { ListenerInput } from '../../config/schema.js';
-import { ConfigError, listenerFromInput } from '../../config/settings.js';
-import { ListenError } from '../../engine/engine.js';
+import { ListenError } from '../../engine/listener-setup.js';
 import { ListenerView } from '../../engine/views/schemas.js';
 import type { ConfigControlLike, EngineControlLike } from '../control.js';
 import { errorBody } from '../errors.js';

@@ -71,7 +71,7 @@ export class Pages {
 
   /** Stamped with the upstream and the state: the upstream's key and address come later. */
   private connectionJson(c: Connection, now: number): string {
-    const stamp = c.upstream ? `${c.state}:${c.upstream.key.keyHex}` : c.state;
+    const stamp = c.upstream ? `${c.state}:${c.upstream.keyEntry.keyHex}` : c.state;
     return this.connectionTexts.json(c, stamp, () => connectionFixed(c), connectionMoving(c, now));
   }
 
@@ -102,7 +102,7 @@ export class Pages {
       const c = this.tables.connections.get(filter.connection);
       const mine: OpRecord[] = [];
       for (const side of c ? [c.client, c.upstream] : [])
-        for (const rec of side?.key.ops ?? []) mine.push(rec as OpRecord);
+        for (const rec of side?.keyEntry.ops ?? []) mine.push(rec as OpRecord);
       mine.sort((a, b) => a.slot - b.slot);
       return pageWalk(mine.values(), { ...filter, knownTotal: null, matches, render });
     }

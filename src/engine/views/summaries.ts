@@ -107,10 +107,10 @@ export function opsSummary(
 
 /** Ready: the completion loop turns, a listener is bound and none is degraded. */
 export function readiness(
-  engine: Pick<Engine, 'stats' | 'listeners' | 'anomalies' | 'backend' | 'ops'>,
+  engine: Pick<Engine, 'heartbeat' | 'listeners' | 'anomalies' | 'backend' | 'ops'>,
 ): Readiness {
-  const s = engine.stats;
-  const hbAge = s.lastHeartbeatSeenAt ? Date.now() - s.lastHeartbeatSeenAt : null;
+  const seen = engine.heartbeat.lastSeenAt;
+  const hbAge = seen ? Date.now() - seen : null;
   const loopTurning = hbAge !== null && hbAge < 10_000;
   const listening = [...engine.listeners.values()].filter((l) => l.state === 'listening').length;
   const reasons: string[] = [];
