@@ -117,7 +117,7 @@ changes:
 
 **Summaries count without listing.** \`GET /ops/summary\` gives the ops in flight by kind and by
 age bucket (\`<10ms\`, \`<100ms\`, \`<1s\`, \`<10s\`, \`>=10s\`), with \`?olderThanMs=\` the ops at
-least that old by kind (stuck ops: \`send\`, \`connect\`, \`disconnect\` that old), and the
+least that old by kind (stuck ops: \`send\`, \`connect\` that old), and the
 \`oldest\` (≤ 20, default 10) oldest ops as full op views, oldest first. \`GET
 /connections/summary\` gives connections by listener and by state and the \`top\` (≤ 20, default
 10) oldest and busiest (bytes in + out, client and upstream sides). Each is one pass over the

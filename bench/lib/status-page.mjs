@@ -1,6 +1,6 @@
 // What an open status page and a Prometheus server do to keyport's API: every 1.5 s the page's
 // poll (in parallel: /listeners, /connections?limit=100, /keys?limit=100, /ops?limit=100,
-// /ops/summary?oldest=20&olderThanMs=5000, /readyz, /healthz, /metrics, as src/api/ui/poll.js
+// /ops/summary?oldest=20&olderThanMs=5000, /readyz, /healthz, /metrics, as src/api/ui/page/poll.js
 // does), and every 5 s a scrape of /metrics. The ticks run on one clock from the start; while
 // paused they are skipped, so that slices of a measurement see them in proportion to their
 // length. Driven like api-hammer.mjs: `go`, `pause` on stdin; end of stdin ends it, printing

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
 import type { TargetRule } from '../config/netrules.js';
-import { type AuthOptions, installAuth, publicScope } from './auth.js';
+import { type AuthOptions, installAuth } from './auth.js';
 import { configRoutes } from './config/routes.js';
 import { connectionRoutes } from './connections/routes.js';
 import type { ConfigControlLike, EngineControlLike } from './control.js';
@@ -13,12 +13,12 @@ import { keyRoutes } from './keys/routes.js';
 import { listenerRoutes } from './listeners/routes.js';
 import { type MetricsSource, metricsRoutes } from './metrics/routes.js';
 import { opRoutes } from './ops/routes.js';
-import { uiRoutes } from './routes/ui.js';
 import { installSafety } from './safety.js';
 import { sharedSchemas } from './shared/schemas.js';
 import { openapiSpec } from './spec/plugin.js';
 import { openapiRoutes } from './spec/routes.js';
 import { DEFAULT_THREAD_SHARE, installThreadShare, ThreadShare } from './thread-share.js';
+import { uiRoutes } from './ui/routes.js';
 
 export interface BuildApiOptions {
   control: EngineControlLike;
@@ -119,9 +119,9 @@ export function buildApi(opts: BuildApiOptions) {
   app.register(metricsRoutes, { metrics: opts.metrics });
   app.register(configRoutes, opts.config ? { config: opts.config } : {});
   app.register(eventRoutes, { control, maxClients: opts.safety?.maxEventClients ?? 32 });
-  // The live status page at / (its assets under /ui/), served from the package itself. Public
-  // as a whole: its shell carries no engine data (the page asks for the token before it reads).
-  app.register(publicScope('keyport-ui', uiRoutes), {
+  // The live status page at / (its assets under /ui/), served from the package itself. Its
+  // routes are public: the shell carries no engine data (the page asks for the token to read).
+  app.register(uiRoutes, {
     auth: { tokenRequired: Boolean(opts.auth?.token), protect: opts.auth?.protect ?? 'commands' },
   });
   // The API's own description: /openapi.json, and the page at /docs.

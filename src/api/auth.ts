@@ -34,8 +34,7 @@ const PUBLIC_SCOPE = 'keyportPublicScope';
 
 /**
  * A plugin whose routes are all public, registered in a scope that marks every one of them:
- * for plugins whose route options are not written here (@fastify/swagger-ui's pages; the status
- * page's routes, until they carry the mark themselves).
+ * for plugins whose route options are not written here (@fastify/swagger-ui's pages).
  */
 export function publicScope<O extends FastifyPluginOptions>(
   name: string,

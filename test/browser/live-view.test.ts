@@ -352,7 +352,7 @@ t.test('the page loaded nothing from elsewhere and threw nothing', async (t) => 
 });
 
 // The page's script is browser ES modules: main.js and what it imports, each fetched as /ui/<name>
-// and served only if src/api/routes/ui.ts lists it. Followed here from index.html through every
+// and served only if src/api/ui/routes.ts lists it. Followed here from index.html through every
 // import, as the browser does, so a module left out of the list fails here by name.
 t.test('every asset the page names and every module it imports is served', async (t) => {
   const html = (await request(k.api, 'GET', '/')).body as string;
@@ -379,9 +379,10 @@ t.test('every asset the page names and every module it imports is served', async
     for (const m of text.matchAll(/^\s*(?:import|export)\b[^'";]*?['"](\.{1,2}\/[^'"]+)['"]/gm))
       todo.push(new URL(m[1] as string, `http://x${path}`).pathname);
   }
-  const files = readdirSync(join(ROOT, 'src/api/ui')).filter((f) => f.endsWith('.js'));
+  const files = readdirSync(join(ROOT, 'src/api/ui/page')).filter((f) => f.endsWith('.js'));
   t.ok(files.length > 1, `the page's script is ${files.length} modules`);
-  for (const f of files) t.ok(modules.has(`/ui/${f}`), `src/api/ui/${f} is reached from main.js`);
+  for (const f of files)
+    t.ok(modules.has(`/ui/${f}`), `src/api/ui/page/${f} is reached from main.js`);
   for (const path of modules) t.ok(asked.includes(path), `the browser loaded ${path}`);
 
   const get = (path: string) =>

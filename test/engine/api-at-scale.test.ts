@@ -22,7 +22,7 @@ const N = Number(process.env.KEYPORT_TEST_SCALE_N ?? (BACKEND === 'uring' ? 15_0
 const N_B = Math.floor(N / 3); // on listener B; the rest on A
 const N_A = N - N_B;
 const CHROMIUM = '/usr/bin/chromium';
-const POLL_MS = 1500; // the status page's refresh interval (src/api/ui/state.js REFRESH_MS)
+const POLL_MS = 1500; // the status page's refresh interval (src/api/ui/page/state.js REFRESH_MS)
 
 const dir = join(OUT_DIR, `scale-${process.pid}`);
 mkdirSync(dir, { recursive: true });

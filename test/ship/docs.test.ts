@@ -53,7 +53,7 @@ t.test('docs/configuration.md and docs/api.md are what the generators write', as
   }
   const api = readFileSync(join(DOCS, 'api.md'), 'utf8');
   // Routes documented as never needing the token answer without it, even with protect: all.
-  const { buildApi } = await import('../dist/api/app.js');
+  const { buildApi } = await import('../../dist/api/app.js');
   const app = buildApi({
     control: {
       startedAt: Date.now(),

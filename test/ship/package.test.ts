@@ -63,7 +63,12 @@ t.test('npm pack: the package installs into an empty prefix and runs', async (t)
   );
   const [packed] = JSON.parse(out) as Array<{ filename: string; files: Array<{ path: string }> }>;
   const paths = new Set(packed?.files.map((f) => f.path));
-  for (const f of ['bin/keyport.js', 'dist/main/index.js', 'dist/api/ui/index.html', 'LICENSE'])
+  for (const f of [
+    'bin/keyport.js',
+    'dist/main/index.js',
+    'dist/api/ui/page/index.html',
+    'LICENSE',
+  ])
     t.ok(paths.has(f), `the package holds ${f}`);
   t.notOk(
     [...paths].some((p) => p.startsWith('src/') || p.startsWith('test/') || p.startsWith('bench/')),

@@ -1,14 +1,11 @@
 import { Type } from '@sinclair/typebox';
+import { OP_KINDS } from '../../engine/backend.js';
 import { OpView } from '../../engine/views/schemas.js';
 import { PageOf, PageQuery, RefTo } from '../shared/schemas.js';
 
 export const OpsQuery = Type.Object(
   {
-    kind: Type.Optional(
-      Type.Union(
-        ['accept', 'connect', 'recv', 'send', 'disconnect', 'nop'].map((k) => Type.Literal(k)),
-      ),
-    ),
+    kind: Type.Optional(Type.Union(OP_KINDS.map((k) => Type.Literal(k)))),
     connection: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     minAgeMs: Type.Optional(Type.Integer({ minimum: 0 })),
     ...PageQuery,

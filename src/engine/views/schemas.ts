@@ -4,6 +4,7 @@
 // what the API documents: the API registers them as shared components and refers to them.
 // TypeBox only, nothing of HTTP: the shape lives with its producer.
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { OP_KINDS } from '../backend.js';
 
 /**
  * A `$ref` to a schema known by its `$id` (the API registers these as shared components), typed
@@ -241,7 +242,7 @@ export const OpView = Type.Object(
     record: Type.String({
       description: 'Address of the extended OVERLAPPED record (what the completion carries)',
     }),
-    op: Type.String({ description: 'accept | connect | recv | send | disconnect | nop' }),
+    op: Type.String({ description: OP_KINDS.join(' | ') }),
     key: Type.String(),
     owner: Type.Union([RefTo(KeyOwner), Type.Null()]),
     connection: Nullable(Type.String()),

@@ -1,5 +1,5 @@
 // The live status page: GET / and its assets under /ui/, served by keyport itself from files
-// in the package (src/api/ui/, copied to dist/api/ui/ by the build) plus uPlot's one-file
+// in the package (src/api/ui/page/, copied to dist/api/ui/page/ by the build) plus uPlot's one-file
 // browser build from node_modules. No framework, no build server, no external request: the
 // Content-Security-Policy allows only this origin. The page reads the same JSON API as curl
 // does, and GET /events for live updates.
@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { VERSION } from '../../version.js';
 import { errorBody } from '../errors.js';
-import { ErrorRef } from '../schemas/error.js';
+import { resourcePlugin } from '../shared/plugin.js';
+import { ErrorRef } from '../shared/schemas.js';
 
 export interface UiOptions {
   /** Whether a bearer token is configured, and what it protects. */
@@ -28,13 +28,13 @@ interface Asset {
   etag: string;
 }
 
-const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
+const UI_DIR = fileURLToPath(new URL('./page/', import.meta.url));
 const require = createRequire(import.meta.url);
 
 /**
- * The page's script: browser ES modules in src/api/ui/, main.js the entry index.html loads, the
+ * The page's script: browser ES modules in src/api/ui/page/, main.js the entry index.html loads, the
  * rest what it imports (`./format.js` resolves to /ui/format.js). A module missing here is a 404
- * and the page never starts; test/api-live-view.test.ts follows the imports to check them all.
+ * and the page never starts; test/browser/live-view.test.ts follows the imports to check them all.
  */
 const UI_MODULES = [
   'main.js',
@@ -106,7 +106,7 @@ const UiConfig = Type.Object(
   { $id: 'UiConfig', additionalProperties: false },
 );
 
-export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth }) => {
+export const uiRoutes = resourcePlugin<UiOptions>('ui', async (app, { auth }) => {
   app.addSchema(UiConfig);
   const known = new Set(Object.keys(assetFiles()));
   const assets = loadAssets();
@@ -132,6 +132,7 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
   app.get(
     '/',
     {
+      config: { public: true },
       schema: {
         operationId: 'getStatusPage',
         summary: 'The live status page (HTML): listeners, connections, keys, ops, latency, events',
@@ -152,6 +153,7 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
   app.get(
     '/ui/config',
     {
+      config: { public: true },
       schema: {
         operationId: 'getUiConfig',
         summary: 'What the status page needs to know: whether commands (or reads) need a token',
@@ -165,6 +167,7 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
   app.get(
     '/ui/:file',
     {
+      config: { public: true },
       schema: {
         hide: true,
         params: Type.Object(
@@ -181,4 +184,4 @@ export const uiRoutes: FastifyPluginAsyncTypebox<UiOptions> = async (app, { auth
       else send(req, reply, file);
     },
   );
-};
+});
