@@ -1,8 +1,6 @@
 import { type Address, AddressError, formatAddress, parseAddress } from './address.js';
+import { BACKENDS, type BackendChoice } from './backend.js';
 import { DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
-
-export const BACKENDS = ['auto', 'iocp', 'uring'] as const;
-export type BackendChoice = (typeof BACKENDS)[number];
 
 export type ListenerSpec =
   | { address: Address; mode: 'echo' }

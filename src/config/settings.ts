@@ -5,11 +5,11 @@ import { TypeCompiler } from '@sinclair/typebox/compiler';
 import type { ValueError } from '@sinclair/typebox/errors';
 import type { EngineConfig, ListenerConfig } from '../engine/options.js';
 import { ENGINE_DEFAULTS } from '../engine/options.js';
-import { ACCESS_LOG_DEFAULTS } from '../main/access-log.js';
 import { type Address, formatAddress } from './address.js';
-import type { BackendChoice, CliOptions, ListenerSpec } from './cli.js';
+import type { BackendChoice } from './backend.js';
+import type { CliOptions, ListenerSpec } from './cli.js';
 import { ConfigError } from './config-error.js';
-import { DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
+import { ACCESS_LOG_DEFAULTS, DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
 import { address, inputFromSpec, listenerFromInput } from './listener-input.js';
 import {
   isLoopbackIp,

@@ -12,7 +12,6 @@ import { formatTarget } from '../engine/relay/connect-failures.js';
 import type { Connection } from '../engine/relay/connection.js';
 import { formatSocketAddress } from '../engine/relay/endpoint.js';
 
-export const ACCESS_LOG_DEFAULTS = { maxBytes: 10 * 1024 * 1024, keep: 5 } as const;
 /** Bytes of lines written but not yet on disk past which a new line is dropped (and counted). */
 export const MAX_QUEUED_BYTES = 4 * 1024 * 1024;
 /** After the file failed (disk full, removed directory): wait this long before reopening it. */
