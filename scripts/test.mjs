@@ -129,13 +129,23 @@ if (problems.length > 0) refuse(problems);
 const filesOf = (layers) => allTests.filter((f) => layers.includes(layerOf(f)));
 
 /**
- * The Wine 8 and native passes take two test files at a time (most of a test's time is waiting:
- * on Wine's start, on timeouts, on peers), which brings CI from ~42 to ~34 minutes on two cores.
- * These compare the data plane's latency or rate under load within the run, so they run
- * afterwards, one at a time, with the machine to themselves.
+ * Every pass takes two test files at a time (most of a test's time is waiting: on Wine's start,
+ * on timeouts, on peers), which brings CI from ~42 to under 30 minutes on two cores. These
+ * compare the data plane's latency or rate under load within the run, so they run afterwards,
+ * one at a time, with the machine to themselves.
  */
 const ALONE = ['test/engine/api-at-scale.test.ts', 'test/engine/churn.test.ts'];
-const strayAlone = ALONE.filter((f) => !allTests.includes(f));
+/**
+ * Under Wine 10 these also run alone: beside another file, its wineserver grew slow enough for
+ * the relay differential's and the raw emulation probe's timeouts (one CI run of three, when
+ * the whole Wine 10 pass ran two at a time).
+ */
+const ALONE_WINE10 = [
+  ...ALONE,
+  'test/engine/relay-differential.test.ts',
+  'test/engine/iocp/wine-emulation.test.ts',
+];
+const strayAlone = ALONE_WINE10.filter((f) => !allTests.includes(f));
 if (strayAlone.length > 0) refuse(strayAlone.map((f) => `ALONE names ${f}, no test file`));
 
 const NODE_OF_WINE = { 8: 22, 10: 24 };
@@ -280,13 +290,14 @@ function runTap(args, p, env, notes) {
  */
 async function runPass(p, env, notes) {
   if (!p.full) return runTap([...tapArgs, ...p.files], p, env, notes);
+  const aloneList = p.alone ?? ALONE;
   const shared = await runTap(
-    ['--jobs=2', ...tapArgs, ...p.files.filter((f) => !ALONE.includes(f))],
+    ['--jobs=2', ...tapArgs, ...p.files.filter((f) => !aloneList.includes(f))],
     p,
     env,
     notes,
   );
-  const aloneFiles = p.files.filter((f) => ALONE.includes(f));
+  const aloneFiles = p.files.filter((f) => aloneList.includes(f));
   // (tap given no file runs every file: an empty list is not run at all)
   const alone =
     aloneFiles.length > 0
@@ -366,9 +377,13 @@ if (args.length) {
 } else {
   passes = [
     { ...iocpPass('8', true), layers: PASS_LAYERS.wine8, full: true },
-    // Wine 10 one file at a time: two at once made its wineserver slow enough, under CI's
-    // load, for the relay differential and the raw emulation probe to time out (one run of three).
-    { ...iocpPass('10', true), layers: PASS_LAYERS.wine10, repeat: true },
+    {
+      ...iocpPass('10', true),
+      layers: PASS_LAYERS.wine10,
+      repeat: true,
+      full: true,
+      alone: ALONE_WINE10,
+    },
     {
       name: `uring (native io_uring) on Node ${process.versions.node}`,
       backend: 'uring',
@@ -399,7 +414,8 @@ if (list) {
     const how = p.full ? 'two at a time, then those marked alone one at a time' : 'one at a time';
     const what = p.layers ? p.layers.map((l) => `test/${l}/`).join(', ') : 'as named';
     console.log(`\npass ${i + 1}, ${p.name}: ${p.files.length} files (${what}; ${how})`);
-    for (const f of p.files) console.log(`  ${f}${p.full && ALONE.includes(f) ? '  (alone)' : ''}`);
+    for (const f of p.files)
+      console.log(`  ${f}${p.full && (p.alone ?? ALONE).includes(f) ? '  (alone)' : ''}`);
   }
   if (!args.length) {
     console.log(`\n${allTests.length} test files, by layer:`);
