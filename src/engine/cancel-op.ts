@@ -4,8 +4,8 @@
 // one record. The completion path settles the waiters as it applies each completion.
 import type { Backend, OpKind } from './backend.js';
 import type { EventBus } from './events.js';
-import type { KeyEntry } from './tables/keys.js';
 import type { OpPool, OpRecord } from './tables/ops.js';
+import type { OwnerIds } from './views/snapshots.js';
 
 /** What happened to an op the API asked to cancel. */
 export interface CancelOutcome {
@@ -23,8 +23,6 @@ export interface CancelOutcome {
   status: string | null;
   bytes: number | null;
 }
-
-type OwnerIds = (entry: KeyEntry | null) => { connection: string | null; listener: string | null };
 
 export class OpCancels {
   /** Waiters by record; `gen` tells a later op on the same record from the one cancelled. */

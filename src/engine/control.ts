@@ -23,22 +23,6 @@ import type {
 import { connectionSnapshot, listenerSnapshot, type OwnerIds } from './views/snapshots.js';
 import { connectionsSummary, opsSummary, readiness } from './views/summaries.js';
 
-export type { PageWalk } from './views/fragments.js';
-export type { ConnectionFilter, OpFilter, Page } from './views/pages.js';
-export type {
-  ConnectionDetailSnapshot,
-  ConnectionSnapshot,
-  ConnectionsSummary,
-  KeyOwnerSnapshot,
-  KeySnapshot,
-  ListenerSnapshot,
-  OpSnapshot,
-  OpsSummary,
-  Readiness,
-  TraceEntrySnapshot,
-  UpstreamSnapshot,
-} from './views/schemas.js';
-
 export class EngineControl {
   private readonly ownerIds: OwnerIds;
   private readonly pages: Pages;

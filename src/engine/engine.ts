@@ -12,7 +12,6 @@ import { Announcer } from './announcer.js';
 import { AnomalyCounter, type AnomalyKind } from './anomalies.js';
 import {
   type Backend,
-  BackendError,
   type CompletionSink,
   type OpKind,
   PENDING,
@@ -107,7 +106,9 @@ export class Engine implements EngineCore, CompletionSink {
     this.heartbeat = new Heartbeat(this.keys, this.ops, backend);
     this.announce = new Announcer(this, logger);
     this.cancels = new OpCancels(this.ops, backend, this.events, (k) => this.ownerIds(k));
-    this.sweeper = new Sweep(this, config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs);
+    this.sweeper = new Sweep(this, config.parkAfterMs ?? ENGINE_DEFAULTS.parkAfterMs, (now) =>
+      this.announce.connectFailureSummaries(now),
+    );
   }
 
   start(): void {
@@ -360,8 +361,7 @@ export class Engine implements EngineCore, CompletionSink {
       listener.open();
     } catch (err) {
       this.configs.delete(listener);
-      const inUse = err instanceof BackendError && err.errorName.endsWith('ADDRINUSE');
-      throw openFailed(err, plan, config.port, inUse);
+      throw openFailed(err, plan, config.port);
     }
     this.listeners.set(listener.id, listener);
     this.announce.listenerUp(listener);
@@ -443,11 +443,6 @@ export class Engine implements EngineCore, CompletionSink {
 
   log(level: 'debug' | 'info' | 'warn' | 'error', obj: Record<string, unknown>, msg: string): void {
     this.logger(level, obj, msg);
-  }
-
-  /** Part of each sweep: the connect-failure summaries that are due. */
-  sweepDue(now: number): void {
-    this.announce.connectFailureSummaries(now);
   }
 
   // ---- shutdown (shutdown.ts) ----------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // refusal that can be told before a socket exists, each as a ListenError naming the cause.
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { BackendError } from './backend.js';
 import type { ResolvedListenerConfig } from './core.js';
 import { SourceRules } from './net/sources.js';
 import { LISTENER_DEFAULTS, type ListenerConfig } from './options.js';
@@ -65,12 +66,8 @@ export async function planListener(
 }
 
 /** The error of a listener that could not open its socket (bind, listen, the first accepts). */
-export function openFailed(
-  err: unknown,
-  plan: ListenerPlan,
-  port: number,
-  inUse: boolean,
-): ListenError {
+export function openFailed(err: unknown, plan: ListenerPlan, port: number): ListenError {
+  const inUse = err instanceof BackendError && err.errorName.endsWith('ADDRINUSE');
   const where = plan.family === 6 ? `[${plan.host}]:${port}` : `${plan.host}:${port}`;
   return new ListenError(
     inUse

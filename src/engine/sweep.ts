@@ -10,8 +10,6 @@ const SWEEP_MS = 250;
 export interface SweepTarget {
   readonly connections: ReadonlyMap<string, Connection>;
   listenerConfig(listener: Listener): ResolvedListenerConfig;
-  /** Also due each sweep: the summaries of upstream connect failures. */
-  sweepDue(now: number): void;
 }
 
 export class Sweep {
@@ -21,6 +19,8 @@ export class Sweep {
     private readonly engine: SweepTarget,
     /** A buffered read pending this long is parked. */
     private readonly parkAfterMs: number,
+    /** Also due each sweep (the summaries of upstream connect failures). */
+    private readonly alsoDue: (now: number) => void,
   ) {}
 
   start(): void {
@@ -35,7 +35,7 @@ export class Sweep {
 
   run(): void {
     const now = performance.now();
-    this.engine.sweepDue(now);
+    this.alsoDue(now);
     const parkBefore = now - this.parkAfterMs;
     for (const conn of this.engine.connections.values()) {
       if (conn.state === 'connecting') {

@@ -1,6 +1,7 @@
 import t from 'tap';
 import { buildApi } from '../../src/api/app.js';
 import { VERSION } from '../../src/version.js';
+import { publicReadsControl } from '../helpers/stub-control.js';
 
 // Real HTTP over loopback, not inject(): exercises the listener, headers and serialization.
 async function start(control: { readonly startedAt: number }) {
@@ -120,20 +121,8 @@ t.test(
   async (t) => {
     const token = 'a-long-enough-secret-token';
     const app = buildApi({
-      control: {
-        startedAt: Date.now(),
-        readiness: () => ({
-          ready: true,
-          backend: 'stub',
-          listeners: 1,
-          loopTurning: true,
-          lastHeartbeatAgeMs: 0,
-          degradedListeners: [],
-          anomalies: { stray: 0, keyMismatch: 0, duplicate: 0, quarantinedRecords: 0 },
-          reasons: [],
-        }),
-        // biome-ignore lint/suspicious/noExplicitAny: a stub of the two reads the public routes make
-      } as any,
+      // biome-ignore lint/suspicious/noExplicitAny: a stub of the two reads the public routes make
+      control: publicReadsControl as any,
       auth: { token, protect: 'all' },
     });
     // Every route as it is added, with the mark it ends up with.

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import t, { type Test } from 'tap';
-import type { ListenerSnapshot, UpstreamSnapshot } from '../../src/engine/control.js';
+import type { ListenerSnapshot, UpstreamSnapshot } from '../../src/engine/views/schemas.js';
 import { portOf, request } from '../helpers/http.js';
 import { ERR, logRecords, OUT_DIR, startKeyport } from '../helpers/keyport.js';
 import { metric } from '../helpers/metrics.js';

@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import t from 'tap';
 import { ROOT } from '../helpers/keyport.js';
+import { publicReadsControl } from '../helpers/stub-control.js';
 
 const DOCS = join(ROOT, 'docs');
 const docFiles = readdirSync(DOCS)
@@ -55,19 +56,7 @@ t.test('docs/configuration.md and docs/api.md are what the generators write', as
   // Routes documented as never needing the token answer without it, even with protect: all.
   const { buildApi } = await import('../../dist/api/app.js');
   const app = buildApi({
-    control: {
-      startedAt: Date.now(),
-      readiness: () => ({
-        ready: true,
-        backend: 'stub',
-        listeners: 1,
-        loopTurning: true,
-        lastHeartbeatAgeMs: 0,
-        degradedListeners: [],
-        anomalies: { stray: 0, keyMismatch: 0, duplicate: 0, quarantinedRecords: 0 },
-        reasons: [],
-      }),
-    },
+    control: publicReadsControl,
     auth: { token: 'a-long-enough-secret-token', protect: 'all' },
   });
   t.teardown(() => app.close());

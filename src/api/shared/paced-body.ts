@@ -9,7 +9,7 @@
 // documents the shape, and the fragments are built from the same fields (engine/views/pages.ts).
 import { Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
-import type { PageWalk } from '../../engine/control.js';
+import type { PageWalk } from '../../engine/views/fragments.js';
 import type { ThreadShare } from '../thread-share.js';
 
 /** How long one slice may walk the table before its items are written (ms). */
