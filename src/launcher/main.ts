@@ -60,6 +60,9 @@ export async function launch(argv: string[]): Promise<void> {
   runUnderWine(argv);
 }
 
+/** How long node.exe may take to end after it logged that it stopped. */
+const STOPPED_EXIT_GRACE_MS = 10_000;
+
 function runUnderWine(argv: string[]): void {
   const logFile =
     process.env.KEYPORT_LOG_FILE ?? join(cacheDir(), 'logs', `keyport-${process.pid}.log`);
@@ -67,11 +70,27 @@ function runUnderWine(argv: string[]): void {
   mkdirSync(dirname(logFile), { recursive: true });
   // The API's address, from node.exe's "keyport api on" line, for SIGHUP (below).
   let apiAddress: string | null = null;
+  // node.exe's last line, "stopped" (drained or not), and the exit code it then asks for.
+  let stoppedCode: number | null = null;
+  let exitWatch: NodeJS.Timeout | null = null;
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
+      const text = chunk.toString('latin1');
       if (apiAddress === null) {
-        const m = /"api":"([^"]+)"/.exec(chunk.toString('latin1'));
+        const m = /"api":"([^"]+)"/.exec(text);
         if (m?.[1]) apiAddress = m[1];
+      }
+      const s = /"drained":(true|false)[^\n]*"msg":"stopped/.exec(text);
+      if (s && stoppedCode === null) {
+        stoppedCode = s[1] === 'true' ? 0 : 3;
+        // Now and then Wine 10 does not end a process that called exit() (seen about once in
+        // four CI runs, after a complete drain): the engine is done, so end node.exe for it.
+        exitWatch = setTimeout(() => {
+          process.stderr.write(
+            'keyport: node.exe stopped but did not exit under Wine: ending it\n',
+          );
+          child.kill('SIGKILL');
+        }, STOPPED_EXIT_GRACE_MS);
       }
       process.stdout.write(chunk, () => done());
     },
@@ -119,8 +138,9 @@ function runUnderWine(argv: string[]): void {
     );
   });
   child.on('exit', (code, signal) => {
+    if (exitWatch) clearTimeout(exitWatch);
     follower.close();
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
-    process.exit(code ?? (signal ? 128 + 15 : 1));
+    process.exit(code ?? stoppedCode ?? (signal ? 128 + 15 : 1));
   });
 }
