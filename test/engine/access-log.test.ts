@@ -189,10 +189,15 @@ t.test('a line per closed connection, with exactly what each client saw', async 
       t.not(l.upstreamKey, l.clientKey);
     }
   }
-  const byPort = new Map(lines.map((l) => [portOfAddr(l.client), l]));
-  t.equal(byPort.size, 6, 'each line names its client by address, each a different one');
+  // Linux may give two clients the same port when they reach different listeners (the 4-tuples
+  // still differ), so a client is named by the listener it reached and its own port.
+  const clientOf = (listenerAddress: string, port: number) => `${listenerAddress} <- ${port}`;
+  const byClient = new Map(lines.map((l) => [clientOf(l.local, portOfAddr(l.client)), l]));
+  t.equal(byClient.size, 6, 'each line names its client by address, each a different one');
   for (const l of lines) t.match(l.client, /^127\.0\.0\.1:\d+$/, 'client host:port');
 
+  const lineOf = (isEcho: boolean, port: number) =>
+    byClient.get(clientOf(isEcho ? echo.address : fwd.address, port));
   const graceful: Array<[typeof e1, number, boolean]> = [
     [e1, 1000, true],
     [e2, 4321, true],
@@ -200,7 +205,7 @@ t.test('a line per closed connection, with exactly what each client saw', async 
     [f2, 1234, false],
   ];
   for (const [c, sent, isEcho] of graceful) {
-    const l = byPort.get(c.port);
+    const l = lineOf(isEcho, c.port);
     t.ok(l, `a line for the client on port ${c.port}`);
     if (!l) continue;
     t.equal(l.listener, isEcho ? echo.id : fwd.id);
@@ -216,7 +221,7 @@ t.test('a line per closed connection, with exactly what each client saw', async 
     t.equal(l.error, null);
   }
 
-  const rl = byPort.get(rPort);
+  const rl = lineOf(true, rPort);
   t.ok(rl, 'a line for the client that reset');
   if (rl) {
     t.equal(rl.listener, echo.id);
@@ -229,7 +234,7 @@ t.test('a line per closed connection, with exactly what each client saw', async 
     t.ok(rl.durationMs >= 250, `it lived 300 ms (${rl.durationMs})`);
   }
 
-  const al = byPort.get(aPort);
+  const al = lineOf(false, aPort);
   t.ok(al, 'a line for the client closed by the API');
   if (al) {
     t.equal(al.connection, aConn?.id, 'the connection id the API named');
