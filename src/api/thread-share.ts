@@ -8,6 +8,16 @@
 // idle connections), the bucket refills at full rate, so the API waits only when traffic does.
 import type { FastifyInstance } from 'fastify';
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /**
+     * The route is answered at once, never made to wait for the API's turn: a probe that waits
+     * behind a flood of view requests would fail, and restart or unroute a healthy engine.
+     */
+    unmetered?: boolean;
+  }
+}
+
 export interface ThreadShareOptions {
   /** Fraction of wall time the API may use under sustained load (0 < share ≤ 1). */
   share: number;
@@ -100,18 +110,15 @@ export class ThreadShare {
   }
 }
 
-/** Probes are answered at once: a readiness probe that waits behind a flood would fail. */
-const UNMETERED = new Set(['/healthz', '/readyz']);
-
 /**
- * Every other request waits for the API's turn before it is routed, and the time from its
+ * Every request but those to routes marked `unmetered` (the probes) waits for the API's turn before it is routed, and the time from its
  * handler's start to its answer being ready is charged (a page's write is charged per slice
  * by shared/paced-body.ts).
  */
 export function installThreadShare(app: FastifyInstance, share: ThreadShare): void {
   const started = new WeakMap<object, number>();
   app.addHook('onRequest', async (req) => {
-    if (!UNMETERED.has(req.url)) await share.turn();
+    if (!req.routeOptions.config?.unmetered) await share.turn();
   });
   app.addHook('preHandler', async (req) => {
     started.set(req, performance.now());

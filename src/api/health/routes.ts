@@ -1,5 +1,6 @@
-// GET /healthz (liveness) and GET /readyz (readiness). Both are public: probes carry no token,
-// and neither shows connection data.
+// GET /healthz (liveness) and GET /readyz (readiness). Both are public (probes carry no token,
+// and neither shows connection data) and unmetered (a probe is answered at once, even while a
+// flood of view requests waits for the API's share of the engine's thread).
 import { Readiness } from '../../engine/views/schemas.js';
 import { VERSION } from '../../version.js';
 import type { EngineControlLike } from '../control.js';
@@ -14,7 +15,7 @@ export const healthRoutes = resourcePlugin<{ control: EngineControlLike }>(
     app.get(
       '/healthz',
       {
-        config: { public: true },
+        config: { public: true, unmetered: true },
         schema: {
           operationId: 'getHealth',
           summary: 'Liveness',
@@ -33,7 +34,7 @@ export const healthRoutes = resourcePlugin<{ control: EngineControlLike }>(
     app.get(
       '/readyz',
       {
-        config: { public: true },
+        config: { public: true, unmetered: true },
         schema: {
           operationId: 'getReadiness',
           summary: 'Readiness: listeners bound and the completion loop turning',
