@@ -2,7 +2,6 @@
 // over file over defaults). Any error stops start-up with the path of the bad field.
 import { readFileSync } from 'node:fs';
 import { TypeCompiler } from '@sinclair/typebox/compiler';
-import type { ValueError } from '@sinclair/typebox/errors';
 import type { EngineConfig, ListenerConfig } from '../engine/options.js';
 import { ENGINE_DEFAULTS } from '../engine/options.js';
 import { type Address, formatAddress } from './address.js';
@@ -10,6 +9,7 @@ import type { BackendChoice } from './backend.js';
 import type { CliOptions, ListenerSpec } from './cli.js';
 import { ConfigError } from './config-error.js';
 import { ACCESS_LOG_DEFAULTS, DEFAULT_API, DEFAULT_BACKEND, DEFAULT_LISTENER } from './defaults.js';
+import { readJsonFile } from './json-file.js';
 import { address, inputFromSpec, listenerFromInput } from './listener-input.js';
 import {
   isLoopbackIp,
@@ -61,41 +61,7 @@ export interface Settings {
 const configCheck = TypeCompiler.Compile(ConfigFile);
 
 function readConfigFile(path: string): ConfigFile {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new ConfigError(
-      `config file ${path}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`,
-    );
-  }
-  let data: unknown;
-  try {
-    data = JSON.parse(text);
-  } catch (err) {
-    throw new ConfigError(`config file ${path}: not valid JSON (${(err as Error).message})`);
-  }
-  const found = configCheck.Errors(data).First();
-  const first = found && deepestError(found);
-  if (first) {
-    const where = first.path || '/';
-    throw new ConfigError(`config file ${path}: ${where}: ${first.message}`);
-  }
-  return data as ConfigFile;
-}
-
-/**
- * For a value that matches no member of a union (a target given as an object with a bad
- * weight), the error of the member it came closest to: `/targets/1/weight: Expected integer
- * to be greater or equal to 1`, not `/targets/1: Expected union value`.
- */
-function deepestError(e: ValueError): ValueError {
-  let best = e;
-  for (const member of e.errors ?? []) {
-    const f = member.First();
-    if (f && f.path.length > best.path.length) best = deepestError(f);
-  }
-  return best;
+  return readJsonFile(path, configCheck, { what: 'config file' }) as ConfigFile;
 }
 
 /**

@@ -3,7 +3,8 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { pointerAt, readStateFile, writeStateFile } from '../../src/config/state-file.js';
+import { pointerAt } from '../../src/config/json-file.js';
+import { readStateFile, writeStateFile } from '../../src/config/state-file.js';
 import { ROOT } from '../helpers/keyport.js';
 
 const dir = join(ROOT, 'test-output', `state-unit-${process.pid}`);
