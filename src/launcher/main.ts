@@ -8,6 +8,7 @@ import { type BackendName, resolveBackend } from '../config/backend.js';
 import { CliError, parseCli, USAGE } from '../config/cli.js';
 import { loadSettings } from '../config/settings.js';
 import { VERSION } from '../version.js';
+import { StoppedExitWatch } from './exit-watch.js';
 import { FileFollower } from './follow.js';
 import { importNetsh } from './import-netsh.js';
 import { cacheDir, PACKAGE_ROOT, WineConfigError } from './paths.js';
@@ -60,9 +61,6 @@ export async function launch(argv: string[]): Promise<void> {
   runUnderWine(argv);
 }
 
-/** How long node.exe may take to end after it logged that it stopped. */
-const STOPPED_EXIT_GRACE_MS = 10_000;
-
 function runUnderWine(argv: string[]): void {
   const logFile =
     process.env.KEYPORT_LOG_FILE ?? join(cacheDir(), 'logs', `keyport-${process.pid}.log`);
@@ -70,9 +68,17 @@ function runUnderWine(argv: string[]): void {
   mkdirSync(dirname(logFile), { recursive: true });
   // The API's address, from node.exe's "keyport api on" line, for SIGHUP (below).
   let apiAddress: string | null = null;
-  // node.exe's last line, "stopped" (drained or not), and the exit code it then asks for.
-  let stoppedCode: number | null = null;
-  let exitWatch: NodeJS.Timeout | null = null;
+  const watch = new StoppedExitWatch({
+    exitGraceMs: 10_000,
+    killGraceMs: 5_000,
+    kill: () => child.kill('SIGKILL'),
+    giveUp: (code) => {
+      follower.close();
+      process.exit(code);
+    },
+    warn: (message) => process.stderr.write(`keyport: ${message}\n`),
+    pid: () => child.pid,
+  });
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       const text = chunk.toString('latin1');
@@ -80,18 +86,7 @@ function runUnderWine(argv: string[]): void {
         const m = /"api":"([^"]+)"/.exec(text);
         if (m?.[1]) apiAddress = m[1];
       }
-      const s = /"drained":(true|false)[^\n]*"msg":"stopped/.exec(text);
-      if (s && stoppedCode === null) {
-        stoppedCode = s[1] === 'true' ? 0 : 3;
-        // Now and then Wine 10 does not end a process that called exit() (seen about once in
-        // four CI runs, after a complete drain): the engine is done, so end node.exe for it.
-        exitWatch = setTimeout(() => {
-          process.stderr.write(
-            'keyport: node.exe stopped but did not exit under Wine: ending it\n',
-          );
-          child.kill('SIGKILL');
-        }, STOPPED_EXIT_GRACE_MS);
-      }
+      watch.feed(text);
       process.stdout.write(chunk, () => done());
     },
   });
@@ -138,9 +133,9 @@ function runUnderWine(argv: string[]): void {
     );
   });
   child.on('exit', (code, signal) => {
-    if (exitWatch) clearTimeout(exitWatch);
+    watch.exited();
     follower.close();
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
-    process.exit(code ?? stoppedCode ?? (signal ? 128 + 15 : 1));
+    process.exit(code ?? watch.stoppedCode ?? (signal ? 128 + 15 : 1));
   });
 }

@@ -143,7 +143,14 @@ export async function startKeyport(
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
-      return exited;
+      const code = await exited;
+      // The launcher's watch over node.exe's end under Wine (src/launcher/exit-watch.ts) said
+      // something: shown loudly, so that a CI log tells how often Wine leaves node.exe behind.
+      for (const line of out.split('\n')) {
+        if (/^keyport: node\.exe (stopped but did not exit|did not end)/.test(line))
+          process.stderr.write(`*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${line}\n`);
+      }
+      return code;
     },
   };
 }

@@ -1,0 +1,94 @@
+// Now and then Wine 10 does not end a process that called exit() (seen about once in three CI
+// runs, each time after a complete drain and the "stopped" line): the engine is done by then, so
+// the launcher ends node.exe for it, and, should even SIGKILL not end it, stops waiting and exits
+// with the code node.exe asked for, saying what state the process was left in.
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** node.exe's last line, "stopped" (drained or not): the exit code it asks for, 0 or 3. */
+const STOPPED = /"drained":(true|false)[^\n]*"msg":"stopped/;
+
+export interface ExitWatchOptions {
+  /** How long node.exe may take to end after it logged that it stopped. */
+  exitGraceMs: number;
+  /** How long it may take to end after SIGKILL, before the launcher stops waiting. */
+  killGraceMs: number;
+  kill: () => void;
+  /** Gives up on node.exe ending: the launcher exits with `code`. */
+  giveUp: (code: number) => void;
+  warn: (message: string) => void;
+  /** node.exe's pid (for the report of a process that would not end). */
+  pid: () => number | undefined;
+}
+
+export class StoppedExitWatch {
+  /** The exit code node.exe asked for, once it has logged that it stopped. */
+  stoppedCode: number | null = null;
+  private partial = '';
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly opts: ExitWatchOptions) {}
+
+  /** node.exe's output as read, in chunks that may end inside a line. */
+  feed(text: string): void {
+    if (this.stoppedCode !== null) return;
+    const lines = (this.partial + text).split('\n');
+    this.partial = lines.pop() ?? '';
+    for (const line of lines) {
+      const s = STOPPED.exec(line);
+      if (!s) continue;
+      this.stoppedCode = s[1] === 'true' ? 0 : 3;
+      this.timer = setTimeout(() => this.end(), this.opts.exitGraceMs);
+      return;
+    }
+  }
+
+  private end(): void {
+    const code = this.stoppedCode ?? 1;
+    this.opts.warn('node.exe stopped but did not exit under Wine: ending it');
+    this.opts.kill();
+    this.timer = setTimeout(() => {
+      const pid = this.opts.pid();
+      this.opts.warn(
+        `node.exe did not end even on SIGKILL (${pid === undefined ? 'no pid' : describeProcess(pid)}): leaving it, exiting with ${code}`,
+      );
+      this.opts.giveUp(code);
+    }, this.opts.killGraceMs);
+  }
+
+  /** node.exe has ended. */
+  exited(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}
+
+/** A process's state and each thread's, as /proc tells (what a hang looks like, for a report). */
+export function describeProcess(pid: number): string {
+  const field = (path: string, n: number) => {
+    try {
+      // The command name (field 2) is in parentheses and may hold spaces: count after it.
+      const stat = readFileSync(path, 'utf8');
+      return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[n - 3] ?? '?';
+    } catch {
+      return '?';
+    }
+  };
+  const wchan = (path: string) => {
+    try {
+      return readFileSync(path, 'utf8').trim() || '-';
+    } catch {
+      return '?';
+    }
+  };
+  let tasks: string[];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return `pid ${pid}: no such process in /proc`;
+  }
+  const threads = tasks.map(
+    (t) =>
+      `${t}:${field(`/proc/${pid}/task/${t}/stat`, 3)}/${wchan(`/proc/${pid}/task/${t}/wchan`)}`,
+  );
+  return `pid ${pid} state ${field(`/proc/${pid}/stat`, 3)}, threads ${threads.join(' ')}`;
+}
