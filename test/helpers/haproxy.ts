@@ -8,6 +8,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import type { Relay } from './diff-run.js';
+import { reportIfSlow } from './slow-stop.js';
 import { freePort } from './tcp.js';
 
 export function findHaproxy(): string | null {
@@ -131,7 +132,7 @@ async function startOnce(bin: string, slots: number): Promise<Haproxy> {
     version,
     async stop() {
       if (alive) proc.kill('SIGTERM');
-      await exited;
+      await reportIfSlow('HAProxy', proc, exited, () => '');
       rmSync(dir, { recursive: true, force: true });
     },
   };

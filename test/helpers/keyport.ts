@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { reportIfSlow } from './slow-stop.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** Where tests write logs, configs and screenshots (git-ignored); exists once this module loads. */
@@ -143,7 +144,12 @@ export async function startKeyport(
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
-      const code = await exited;
+      const code = await reportIfSlow(
+        `keyport (${BACKEND})`,
+        proc,
+        exited,
+        () => `  its last output:\n${out.slice(-1500)}`,
+      );
       // The launcher's watch over node.exe's end under Wine (src/launcher/exit-watch.ts) said
       // something: shown loudly, so that a CI log tells how often Wine leaves node.exe behind.
       for (const line of out.split('\n')) {
