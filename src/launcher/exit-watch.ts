@@ -1,14 +1,20 @@
-// Now and then Wine 10 does not end a process that called exit() (seen about once in three CI
-// runs, each time after a complete drain and the "stopped" line): the engine is done by then, so
-// the launcher ends node.exe for it, and, should even SIGKILL not end it, stops waiting and exits
-// with the code node.exe asked for, saying what state the process was left in.
+// Now and then Wine 10 does not end a process that called exit(): seen about once in three CI
+// runs, after a complete drain ("stopped") and after a fatal error ("fatal error: exiting"). The
+// engine is done by then, so the launcher ends node.exe for it, and, should even SIGKILL not end
+// it, stops waiting and exits with the code node.exe asked for, saying what state the process
+// was left in.
 import { readdirSync, readFileSync } from 'node:fs';
 
-/** node.exe's last line, "stopped" (drained or not): the exit code it asks for, 0 or 3. */
-const STOPPED = /"drained":(true|false)[^\n]*"msg":"stopped/;
+/** node.exe's last lines, and the exit code each asks for (src/main/index.ts). */
+const LAST_WORDS: Array<[RegExp, (m: RegExpExecArray) => number]> = [
+  // Stopped, drained (0) or after aborting what was left (3).
+  [/"drained":(true|false)[^\n]*"msg":"stopped/, (m) => (m[1] === 'true' ? 0 : 3)],
+  // A fatal (internal) error: FATAL_EXIT_CODE.
+  [/"msg":"fatal error: exiting"/, () => 70],
+];
 
 export interface ExitWatchOptions {
-  /** How long node.exe may take to end after it logged that it stopped. */
+  /** How long node.exe may take to end after its last line. */
   exitGraceMs: number;
   /** How long it may take to end after SIGKILL, before the launcher stops waiting. */
   killGraceMs: number;
@@ -21,8 +27,8 @@ export interface ExitWatchOptions {
 }
 
 export class StoppedExitWatch {
-  /** The exit code node.exe asked for, once it has logged that it stopped. */
-  stoppedCode: number | null = null;
+  /** The exit code node.exe asked for, once it has logged its last line. */
+  askedCode: number | null = null;
   private partial = '';
   private timer: NodeJS.Timeout | null = null;
 
@@ -30,21 +36,23 @@ export class StoppedExitWatch {
 
   /** node.exe's output as read, in chunks that may end inside a line. */
   feed(text: string): void {
-    if (this.stoppedCode !== null) return;
+    if (this.askedCode !== null) return;
     const lines = (this.partial + text).split('\n');
     this.partial = lines.pop() ?? '';
     for (const line of lines) {
-      const s = STOPPED.exec(line);
-      if (!s) continue;
-      this.stoppedCode = s[1] === 'true' ? 0 : 3;
-      this.timer = setTimeout(() => this.end(), this.opts.exitGraceMs);
-      return;
+      for (const [pattern, code] of LAST_WORDS) {
+        const m = pattern.exec(line);
+        if (!m) continue;
+        this.askedCode = code(m);
+        this.timer = setTimeout(() => this.end(), this.opts.exitGraceMs);
+        return;
+      }
     }
   }
 
   private end(): void {
-    const code = this.stoppedCode ?? 1;
-    this.opts.warn('node.exe stopped but did not exit under Wine: ending it');
+    const code = this.askedCode ?? 1;
+    this.opts.warn(`node.exe asked to exit (${code}) but did not under Wine: ending it`);
     this.opts.kill();
     this.timer = setTimeout(() => {
       const pid = this.opts.pid();

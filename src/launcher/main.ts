@@ -136,6 +136,6 @@ function runUnderWine(argv: string[]): void {
     watch.exited();
     follower.close();
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
-    process.exit(code ?? watch.stoppedCode ?? (signal ? 128 + 15 : 1));
+    process.exit(code ?? watch.askedCode ?? (signal ? 128 + 15 : 1));
   });
 }

@@ -94,7 +94,15 @@ export async function startKeyport(
   proc.stdout?.on('data', (d) => (out += d));
   proc.stderr?.on('data', (d) => (out += d));
   const exited = new Promise<number | string>((res) =>
-    proc.on('exit', (code, sig) => res(code ?? sig ?? -1)),
+    proc.on('exit', (code, sig) => {
+      // The launcher's watch over node.exe's end under Wine (src/launcher/exit-watch.ts) said
+      // something: shown loudly, so that a CI log tells how often Wine leaves node.exe behind.
+      for (const line of out.split('\n')) {
+        if (/^keyport: node\.exe (asked to exit|did not end)/.test(line))
+          process.stderr.write(`*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${line}\n`);
+      }
+      res(code ?? sig ?? -1);
+    }),
   );
 
   const api = await new Promise<string>((res, rej) => {
@@ -144,19 +152,12 @@ export async function startKeyport(
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');
-      const code = await reportIfSlow(
+      return reportIfSlow(
         `keyport (${BACKEND})`,
         proc,
         exited,
         () => `  its last output:\n${out.slice(-1500)}`,
       );
-      // The launcher's watch over node.exe's end under Wine (src/launcher/exit-watch.ts) said
-      // something: shown loudly, so that a CI log tells how often Wine leaves node.exe behind.
-      for (const line of out.split('\n')) {
-        if (/^keyport: node\.exe (stopped but did not exit|did not end)/.test(line))
-          process.stderr.write(`*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${line}\n`);
-      }
-      return code;
     },
   };
 }
