@@ -153,6 +153,7 @@ listeners than \`engine.maxListeners\` stops it too.
 | \`KEYPORT_WINE\` | Linux, \`--backend iocp\` only: which Wine runs the Windows code path: \`8\` (default: Debian's Wine 8 on the host, Windows Node 22) or \`10\` (Wine 10 from a Debian trixie root under the cache, Windows Node 24; needs root; \`npm run provision -- --wine 10\`) |
 | \`KEYPORT_WINDOWS_NODE\` | Linux, \`--backend iocp\` only: the Windows Node: \`22\`, \`24\` (pinned versions) or an exact version; default: the Wine release's (Node 24's node.exe crashes under Wine 8) |
 | \`KEYPORT_WINE_LOADER\`, \`KEYPORT_WINESERVER\` | Linux, \`--backend iocp\` only: another Wine's loader (\`wine64\`) and wineserver, both or neither; nothing is installed then, and \`KEYPORT_WINE\` says which release it is (it picks the prefix and the Node) |
+| \`WINEDEBUG\` | Linux, \`--backend iocp\` only: Wine's own diagnostics (default \`-all\`: none). \`WINEDEBUG=err+all\` shows why Wine failed to start node.exe, which the launcher reports as \"ended … before writing anything\" |
 
 A non-loopback \`api.address\` is refused unless a token is configured
 (\`KEYPORT_TOKEN_FILE\`, \`KEYPORT_TOKEN\` or \`api.tokenFile\`).

@@ -5,6 +5,7 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 export class FileFollower {
   private readonly fd: number;
   private pos = 0;
+  private readonly start: number;
   private readonly timer: NodeJS.Timeout;
   private readonly buf = Buffer.allocUnsafe(64 * 1024);
 
@@ -17,6 +18,7 @@ export class FileFollower {
     // From the end as it is now: a file kept across runs (KEYPORT_LOG_FILE) must not replay
     // earlier runs' lines onto the terminal.
     this.pos = fstatSync(this.fd).size;
+    this.start = this.pos;
     this.timer = setInterval(() => this.pump(), intervalMs);
   }
 
@@ -27,6 +29,11 @@ export class FileFollower {
       this.pos += n;
       this.sink.write(Buffer.from(this.buf.subarray(0, n)));
     }
+  }
+
+  /** Bytes copied so far. */
+  get copied(): number {
+    return this.pos - this.start;
   }
 
   /** Copies what is left and stops. */

@@ -135,6 +135,13 @@ function runUnderWine(argv: string[]): void {
   child.on('exit', (code, signal) => {
     watch.exited();
     follower.close();
+    // keyport always says why it stops; a node.exe that ends without a word never ran keyport's
+    // code (seen once under Wine 8 with another Wine process starting beside it): say so.
+    if (follower.copied === 0 && code !== 0) {
+      process.stderr.write(
+        `keyport: node.exe ended (${code === null ? `signal ${signal}` : `exit code ${code}`}) before writing anything: Wine did not run it; try again, and if it persists run with WINEDEBUG=err+all\n`,
+      );
+    }
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
     process.exit(code ?? watch.askedCode ?? (signal ? 128 + 15 : 1));
   });

@@ -160,7 +160,8 @@ export function wineEnv(setup: WineSetup = wineSetup()): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     WINEPREFIX: setup.prefix,
-    WINEDEBUG: '-all',
+    // Quiet unless asked: WINEDEBUG=err+all shows why Wine failed to start a program.
+    WINEDEBUG: process.env.WINEDEBUG ?? '-all',
     // winewayland.drv: Wine 10 would try Wayland first and print "XDG_RUNTIME_DIR is invalid".
     WINEDLLOVERRIDES: 'mscoree,mshtml,winewayland.drv=',
     KEYPORT_WINE_BIND: wineBindDirs().join(':'),

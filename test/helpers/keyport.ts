@@ -65,6 +65,26 @@ export async function startKeyport(
   args: string[],
   opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
 ): Promise<Keyport> {
+  try {
+    return await startOnce(args, opts);
+  } catch (err) {
+    // Wine now and then ends node.exe before it runs a line of keyport (the launcher says so):
+    // an emulation fault, not keyport's; said loudly, and tried once more.
+    const m = /keyport: node\.exe ended .* before writing anything[^\n]*/.exec(
+      (err as Error).message,
+    );
+    if (!m) throw err;
+    process.stderr.write(
+      `*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${m[0]} (starting it again)\n`,
+    );
+    return startOnce(args, opts);
+  }
+}
+
+async function startOnce(
+  args: string[],
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number },
+): Promise<Keyport> {
   const timeoutMs = opts.timeoutMs ?? 90_000;
   mkdirSync(OUT_DIR, { recursive: true });
   const logFile = join(OUT_DIR, `keyport-${process.pid}-${++seq}.log`);

@@ -117,3 +117,30 @@ t.test('the backend a config file names is the one that runs (no --backend flag)
   child.kill('SIGINT');
   t.equal(await exited, 0, 'and stops cleanly');
 });
+
+t.test(
+  'a Wine that ends node.exe without a word is named as such, not left silent',
+  {
+    skip: process.platform === 'win32' ? 'on Windows keyport runs in the launcher: no Wine' : false,
+  },
+  async (t) => {
+    // A "Wine" that exits 1 at once, as Wine now and then did under parallel load: before, the
+    // launcher exited 1 with no output at all.
+    const env = {
+      ...process.env,
+      KEYPORT_WINE_LOADER: '/bin/false',
+      KEYPORT_WINESERVER: '/bin/true',
+    };
+    const r = spawnSync(process.execPath, [bin, '--backend', 'iocp', '--api', '127.0.0.1:0'], {
+      env,
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    t.equal(r.status, 1, 'exit code 1, as node.exe ended');
+    t.match(
+      r.stderr,
+      /^keyport: node\.exe ended \(exit code 1\) before writing anything: Wine did not run it; .*WINEDEBUG=err\+all$/m,
+      r.stderr.trim(),
+    );
+  },
+);
