@@ -139,7 +139,7 @@ function runUnderWine(argv: string[]): void {
     // code (seen once under Wine 8 with another Wine process starting beside it): say so.
     if (follower.copied === 0 && code !== 0) {
       process.stderr.write(
-        `keyport: node.exe ended (${code === null ? `signal ${signal}` : `exit code ${code}`}) before writing anything: Wine did not run it; try again, and if it persists run with WINEDEBUG=err+all\n`,
+        `keyport: node.exe ended (${code === null ? `signal ${signal}` : `exit code ${code}`}) before writing anything: it never ran keyport (Wine failed to start it, or it crashed at once); try again, and if it persists run with WINEDEBUG=err+all to see why\n`,
       );
     }
     if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });

@@ -139,7 +139,7 @@ t.test(
     t.equal(r.status, 1, 'exit code 1, as node.exe ended');
     t.match(
       r.stderr,
-      /^keyport: node\.exe ended \(exit code 1\) before writing anything: Wine did not run it; .*WINEDEBUG=err\+all$/m,
+      /^keyport: node\.exe ended \(exit code 1\) before writing anything: it never ran keyport .*WINEDEBUG=err\+all to see why$/m,
       r.stderr.trim(),
     );
   },
