@@ -154,6 +154,11 @@ export interface Backend extends PinnedAllocator {
   pumpSync?(ms: number): void;
   /** Calls `handler` on console control events (Windows only). */
   watchConsoleEvents?(handler: ConsoleHandler): void;
+  /**
+   * Ends this process at once with `code`, past the runtime's own shutdown, once keyport has
+   * stopped and said so (Windows only: see the IOCP backend). Without it: process.exit.
+   */
+  exitProcess?(code: number): never;
 
   createSocket(family: 4 | 6): Sock;
   /** Binds and listens; exclusive (no other process may take the port). Returns the bound address. */

@@ -59,6 +59,25 @@ function startGcStress(log: { warn(msg: string): void }): void {
 /** The exit code after a fatal (internal) error, distinct from usage (2) and drain-abort (3). */
 const FATAL_EXIT_CODE = 70;
 
+/**
+ * Ends the process with `code` once stdout and stderr have taken what was written to them (at
+ * most 1 s), through the backend's own way out where it has one (IOCP: past Node's shutdown,
+ * which Wine 10 now and then never finishes).
+ */
+function endProcess(backend: Backend | null, code: number): void {
+  let waiting = 2;
+  const end = () => {
+    if (backend?.exitProcess) backend.exitProcess(code);
+    process.exit(code);
+  };
+  const flushed = () => {
+    if (--waiting === 0) end();
+  };
+  setTimeout(end, 1000).unref();
+  process.stdout.write('', flushed);
+  process.stderr.write('', flushed);
+}
+
 function fail(message: string, code: number): never {
   process.stderr.write(`keyport: ${message}\n`);
   process.exit(code);
@@ -94,7 +113,7 @@ export async function run(argv: string[]): Promise<void> {
     const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
     log('error', { err: text }, 'fatal error: exiting');
     process.stderr.write(`keyport: fatal: ${text}\n`);
-    const exit = () => process.exit(FATAL_EXIT_CODE);
+    const exit = () => endProcess(backendRef, FATAL_EXIT_CODE);
     setTimeout(exit, 1500).unref();
     if (backendRef) void backendRef.stop().then(exit, exit);
     else exit();
@@ -215,7 +234,7 @@ export async function run(argv: string[]): Promise<void> {
     // The lines of the connections the drain closed, onto the disk before exit.
     await accessLog?.close();
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
-    process.exit(drained ? 0 : 3);
+    endProcess(backend, drained ? 0 : 3);
   };
   // SIGHUP: re-read the config file (as POST /config/reload). Linux only: Windows has no
   // SIGHUP (Node never emits it there, and under Wine the launcher turns its SIGHUP into a

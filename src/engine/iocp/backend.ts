@@ -300,6 +300,18 @@ export class IocpBackend implements Backend {
     watchConsoleEvents(handler);
   }
 
+  /**
+   * Node's exit joins its thread pool and V8's worker threads. Under Wine 10 that join now and
+   * then never returns: a node.exe found 20 minutes after its exit() had its main thread waiting
+   * on the wineserver for a wake-up, and four threads in futex waits. Once keyport has drained,
+   * flushed and logged that it stopped there is nothing left for that shutdown to do, so the
+   * process ends itself as Windows ends any process: every handle closed by the kernel.
+   */
+  exitProcess(code: number): never {
+    w.TerminateProcess(w.GetCurrentProcess(), code);
+    process.exit(code); // not reached: TerminateProcess on this process does not return
+  }
+
   /** Posts a completion packet by hand (used by the self-test and to inject wake-ups). */
   post(key: bigint, rec: RecordMemory, bytes: number): void {
     this.resetOverlapped(rec); // Internal 0: no kernel op holds this record

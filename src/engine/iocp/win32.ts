@@ -23,6 +23,11 @@ export const HandlerRoutineProto = koffi.proto('int __stdcall HandlerRoutine(uin
 export const SetConsoleCtrlHandler = kernel32.func(
   'int __stdcall SetConsoleCtrlHandler(void *handler, int add)',
 );
+// Ending this process past the runtime's own shutdown (see IocpBackend.exitProcess).
+export const GetCurrentProcess = kernel32.func('intptr_t __stdcall GetCurrentProcess()');
+export const TerminateProcess = kernel32.func(
+  'int __stdcall TerminateProcess(intptr_t process, uint32_t code)',
+);
 export const GetModuleHandleW = kernel32.func('intptr_t __stdcall GetModuleHandleW(str16 name)');
 export const GetProcAddress = kernel32.func(
   'void * __stdcall GetProcAddress(intptr_t m, str name)',
