@@ -111,9 +111,9 @@ export class ThreadShare {
 }
 
 /**
- * Every request but those to routes marked `unmetered` (the probes) waits for the API's turn before it is routed, and the time from its
- * handler's start to its answer being ready is charged (a page's write is charged per slice
- * by shared/paced-body.ts).
+ * Every request but those to routes marked `unmetered` (the probes) waits for the API's turn
+ * before its handler runs, and the time from its handler's start to its answer being ready is
+ * charged (a page's write is charged per slice by shared/paced-body.ts).
  */
 export function installThreadShare(app: FastifyInstance, share: ThreadShare): void {
   const started = new WeakMap<object, number>();

@@ -96,6 +96,16 @@ export interface JsonFileOptions {
 export function readJsonFile<T extends TSchema>(
   path: string,
   check: TypeCheck<T>,
+  opts: JsonFileOptions & { missingOk: true },
+): T['static'] | undefined;
+export function readJsonFile<T extends TSchema>(
+  path: string,
+  check: TypeCheck<T>,
+  opts: JsonFileOptions,
+): T['static'];
+export function readJsonFile<T extends TSchema>(
+  path: string,
+  check: TypeCheck<T>,
   opts: JsonFileOptions & { missingOk?: boolean },
 ): T['static'] | undefined {
   const said = (where: string, what: string) =>

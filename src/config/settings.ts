@@ -61,7 +61,7 @@ export interface Settings {
 const configCheck = TypeCompiler.Compile(ConfigFile);
 
 function readConfigFile(path: string): ConfigFile {
-  return readJsonFile(path, configCheck, { what: 'config file' }) as ConfigFile;
+  return readJsonFile(path, configCheck, { what: 'config file' });
 }
 
 /**

@@ -24,6 +24,8 @@ export interface ExitWatchOptions {
   warn: (message: string) => void;
   /** node.exe's pid (for the report of a process that would not end). */
   pid: () => number | undefined;
+  /** Each whole line of node.exe's output, for whatever else the launcher reads from it. */
+  onLine?: (line: string) => void;
 }
 
 export class StoppedExitWatch {
@@ -36,17 +38,21 @@ export class StoppedExitWatch {
 
   /** node.exe's output as read, in chunks that may end inside a line. */
   feed(text: string): void {
-    if (this.askedCode !== null) return;
     const lines = (this.partial + text).split('\n');
     this.partial = lines.pop() ?? '';
     for (const line of lines) {
-      for (const [pattern, code] of LAST_WORDS) {
-        const m = pattern.exec(line);
-        if (!m) continue;
-        this.askedCode = code(m);
-        this.timer = setTimeout(() => this.end(), this.opts.exitGraceMs);
-        return;
-      }
+      this.opts.onLine?.(line);
+      if (this.askedCode === null) this.lastWords(line);
+    }
+  }
+
+  private lastWords(line: string): void {
+    for (const [pattern, code] of LAST_WORDS) {
+      const m = pattern.exec(line);
+      if (!m) continue;
+      this.askedCode = code(m);
+      this.timer = setTimeout(() => this.end(), this.opts.exitGraceMs);
+      return;
     }
   }
 

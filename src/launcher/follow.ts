@@ -6,6 +6,7 @@ export class FileFollower {
   private readonly fd: number;
   private pos = 0;
   private readonly start: number;
+  private closed = false;
   private readonly timer: NodeJS.Timeout;
   private readonly buf = Buffer.allocUnsafe(64 * 1024);
 
@@ -36,8 +37,10 @@ export class FileFollower {
     return this.pos - this.start;
   }
 
-  /** Copies what is left and stops. */
+  /** Copies what is left and stops (once: later calls do nothing). */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     clearInterval(this.timer);
     this.pump();
     closeSync(this.fd);

@@ -68,25 +68,27 @@ function runUnderWine(argv: string[]): void {
   mkdirSync(dirname(logFile), { recursive: true });
   // The API's address, from node.exe's "keyport api on" line, for SIGHUP (below).
   let apiAddress: string | null = null;
+  const finish = (code: number): never => {
+    follower.close();
+    if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
+    process.exit(code);
+  };
   const watch = new StoppedExitWatch({
     exitGraceMs: 10_000,
     killGraceMs: 5_000,
     kill: () => child.kill('SIGKILL'),
-    giveUp: (code) => {
-      follower.close();
-      process.exit(code);
-    },
+    giveUp: finish,
     warn: (message) => process.stderr.write(`keyport: ${message}\n`),
     pid: () => child.pid,
+    onLine: (line) => {
+      if (apiAddress !== null) return;
+      const m = /"api":"([^"]+)"/.exec(line);
+      if (m?.[1]) apiAddress = m[1];
+    },
   });
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      const text = chunk.toString('latin1');
-      if (apiAddress === null) {
-        const m = /"api":"([^"]+)"/.exec(text);
-        if (m?.[1]) apiAddress = m[1];
-      }
-      watch.feed(text);
+      watch.feed(chunk.toString('latin1'));
       process.stdout.write(chunk, () => done());
     },
   });
@@ -134,7 +136,7 @@ function runUnderWine(argv: string[]): void {
   });
   child.on('exit', (code, signal) => {
     watch.exited();
-    follower.close();
+    follower.close(); // its last lines first: whether node.exe wrote anything at all
     // keyport always says why it stops; a node.exe that ends without a word never ran keyport's
     // code (seen once under Wine 8 with another Wine process starting beside it): say so.
     if (follower.copied === 0 && code !== 0) {
@@ -142,7 +144,6 @@ function runUnderWine(argv: string[]): void {
         `keyport: node.exe ended (${code === null ? `signal ${signal}` : `exit code ${code}`}) before writing anything: it never ran keyport (Wine failed to start it, or it crashed at once); try again, and if it persists run with WINEDEBUG=err+all to see why\n`,
       );
     }
-    if (!process.env.KEYPORT_LOG_FILE) rmSync(logFile, { force: true });
-    process.exit(code ?? watch.askedCode ?? (signal ? 128 + 15 : 1));
+    finish(code ?? watch.askedCode ?? (signal ? 128 + 15 : 1));
   });
 }

@@ -60,20 +60,21 @@ function startGcStress(log: { warn(msg: string): void }): void {
 const FATAL_EXIT_CODE = 70;
 
 /**
- * Ends the process with `code` once stdout and stderr have taken what was written to them (at
- * most 1 s), through the backend's own way out where it has one (IOCP: past Node's shutdown,
- * which Wine 10 now and then never finishes).
+ * Ends the process with `code` now, through the backend's own way out where it has one (IOCP:
+ * past Node's shutdown, which Wine 10 now and then never finishes).
  */
+function exitNow(backend: Backend | null, code: number): never {
+  backend?.exitProcess?.(code);
+  process.exit(code);
+}
+
+/** exitNow, once stdout and stderr have taken what was written to them (at most 1 s). */
 function endProcess(backend: Backend | null, code: number): void {
   let waiting = 2;
-  const end = () => {
-    if (backend?.exitProcess) backend.exitProcess(code);
-    process.exit(code);
-  };
   const flushed = () => {
-    if (--waiting === 0) end();
+    if (--waiting === 0) exitNow(backend, code);
   };
-  setTimeout(end, 1000).unref();
+  setTimeout(() => exitNow(backend, code), 1000).unref();
   process.stdout.write('', flushed);
   process.stderr.write('', flushed);
 }
@@ -271,7 +272,8 @@ export async function run(argv: string[]): Promise<void> {
     stopping = true;
     const drained = engine.drainNow(settings.shutdownDeadlineMs);
     api.log.info({ drained }, drained ? 'stopped' : 'stopped after aborting what was left');
-    process.exit(drained ? 0 : 3);
+    // The event loop cannot turn in a console control handler: no flush to wait for.
+    exitNow(backend, drained ? 0 : 3);
   });
 }
 

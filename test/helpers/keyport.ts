@@ -1,9 +1,9 @@
 // Starts keyport exactly as a user does (node bin/keyport.js …, i.e. through the launcher, which
 // on Linux runs the Windows code path under Wine) and talks to it over real HTTP.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { reportIfSlow } from './slow-stop.js';
+import { childrenOf, reportIfSlow } from './slow-stop.js';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
 /** Where tests write logs, configs and screenshots (git-ignored); exists once this module loads. */
@@ -37,6 +37,9 @@ export const WINE: '8' | '10' | null =
   BACKEND === 'iocp' && process.platform !== 'win32'
     ? ((process.env.KEYPORT_TEST_WINE ?? process.env.KEYPORT_WINE ?? '8') as '8' | '10')
     : null;
+
+/** How a line about Wine's own faults starts in the test log (loud, and names the release). */
+const WINE_TAG = `*** WINE ${WINE}`;
 
 /**
  * Reports, loudly, a behaviour in which this pass's Wine differs from the other release (and so
@@ -74,9 +77,7 @@ export async function startKeyport(
       (err as Error).message,
     );
     if (!m) throw err;
-    process.stderr.write(
-      `*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${m[0]} (starting it again)\n`,
-    );
+    process.stderr.write(`${WINE_TAG}: ${m[0]} (starting it again)\n`);
     return startOnce(args, opts);
   }
 }
@@ -119,7 +120,7 @@ async function startOnce(
       // something: shown loudly, so that a CI log tells how often Wine leaves node.exe behind.
       for (const line of out.split('\n')) {
         if (/^keyport: node\.exe (asked to exit|did not end)/.test(line))
-          process.stderr.write(`*** WINE ${process.env.KEYPORT_WINE ?? '8'}: ${line}\n`);
+          process.stderr.write(`${WINE_TAG}: ${line}\n`);
       }
       res(code ?? sig ?? -1);
     }),
@@ -165,10 +166,7 @@ async function startOnce(
       if (BACKEND !== 'iocp') return pid;
       // The launcher's only child is `env`, which exec'd wine64 → node.exe: same pid (Wine
       // 10's wrapper execs too: unshare → sh → env → chroot → sh → wine64).
-      const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-        .trim()
-        .split(/\s+/);
-      return Number(children[0]);
+      return Number(childrenOf(pid)[0]);
     },
     async stop() {
       if (proc.exitCode === null) proc.kill('SIGTERM');

@@ -5,15 +5,20 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describeProcess } from '../../src/launcher/exit-watch.js';
 
-/** The pids below `pid` (children, grandchildren…), from /proc. */
+/** The pids `pid` started (its children), from /proc; throws when it is gone. */
+export function childrenOf(pid: number): number[] {
+  return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
+    .trim()
+    .split(/\s+/)
+    .filter((s) => s !== '')
+    .map(Number);
+}
+
+/** The pids below `pid` (children, grandchildren…). */
 function descendants(pid: number): number[] {
   let kids: number[] = [];
   try {
-    kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8')
-      .trim()
-      .split(/\s+/)
-      .filter((s) => s !== '')
-      .map(Number);
+    kids = childrenOf(pid);
   } catch {}
   return kids.flatMap((k) => [k, ...descendants(k)]);
 }
